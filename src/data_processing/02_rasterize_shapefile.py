@@ -1,0 +1,24 @@
+"""Step 02: burn the ground-truth class attribute onto the scene grid (gt_rasterized.tif).
+
+Usage: python 02_rasterize_shapefile.py [LEVEL] [--config CONFIG] [--force]
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import pipeline
+from helpers.cli import make_parser, parse
+from helpers.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, config = parse(make_parser(__doc__.splitlines()[0]), argv)
+    pipeline.rasterize_shapefile(config, args.level, args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,24 @@
+"""Step 03: area mask (GT labelled and reference scene non-zero), plus extra AOI masks.
+
+Usage: python 03_create_area_tif.py [LEVEL] [--config CONFIG] [--force]
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import pipeline
+from helpers.cli import make_parser, parse
+from helpers.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, config = parse(make_parser(__doc__.splitlines()[0]), argv)
+    pipeline.create_area_tif(config, args.level, args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,30 @@
+"""Step 05: TRAIN -> georeferenced training tiles per subset; NEW -> prediction-window index.
+
+Training tiles are 32x32 on a 33-px stride, kept only if fully labelled and fully on the
+image; the subset of each tile comes from tile_split.json (identical for every date).
+
+Usage: python 05_split_into_tiles.py DATE [LEVEL] [TRAIN|NEW] [--split random|block] [--config CONFIG] [--force]
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import pipeline
+from helpers.cli import make_parser, parse
+from helpers.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = make_parser(__doc__.splitlines()[0], date=True, use=True, split=True)
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    args, config = parse(parser, argv)
+    pipeline.split_into_tiles(config, args.date, args.level, args.use, args.force, args.split,
+                              progress=args.progress)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

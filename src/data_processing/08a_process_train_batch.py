@@ -1,0 +1,26 @@
+"""Step 08a: pre-process every date of the training pool into training tiles.
+
+Dates whose tiles are complete are skipped unless --force.
+
+Usage: python 08a_process_train_batch.py [LEVEL] [--split random|block] [--config CONFIG] [--force]
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import pipeline
+from helpers.cli import make_parser, parse
+from helpers.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, config = parse(make_parser(__doc__.splitlines()[0], split=True), argv)
+    pipeline.process_batch(config, config.training_pool, args.level, "TRAIN", args.force, method=args.split)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

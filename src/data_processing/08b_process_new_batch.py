@@ -1,0 +1,26 @@
+"""Step 08b: pre-process every new (classification) date into prediction stacks.
+
+Dates whose outputs are complete are skipped unless --force.
+
+Usage: python 08b_process_new_batch.py [LEVEL] [--config CONFIG] [--force]
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers import pipeline
+from helpers.cli import make_parser, parse
+from helpers.errors import run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, config = parse(make_parser(__doc__.splitlines()[0]), argv)
+    pipeline.process_batch(config, config.new, args.level, "NEW", args.force)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

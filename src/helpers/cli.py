@@ -1,0 +1,47 @@
+"""Argument parsing shared by the pre-processing scripts."""
+
+from __future__ import annotations
+
+import argparse
+
+from helpers.config import Config, load_config, normalise_date
+
+
+def make_parser(description: str, date: bool = False, level: bool = True, use: bool = False,
+                split: bool = False) -> argparse.ArgumentParser:
+    """A parser with the arguments of the original scripts (``DATE LEVEL USE``) and ``--config``/``--force``.
+
+    Args:
+        description: Text shown by ``--help``.
+        date: Add the positional DATE.
+        level: Add the optional positional LEVEL (default: the config's).
+        use: Add the optional positional USE (TRAIN or NEW, default TRAIN).
+        split: Add ``--split random|block``.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    if date:
+        parser.add_argument("date", metavar="DATE", help="date label, YYYYMMDD or YYYY-MM-DD")
+    if level:
+        parser.add_argument("level", metavar="LEVEL", nargs="?", default=None,
+                            help="processing level L1C or L2A (default: the config's)")
+    if use:
+        parser.add_argument("use", metavar="USE", nargs="?", default="TRAIN", type=str.upper,
+                            choices=("TRAIN", "NEW"), help="TRAIN (training tiles) or NEW (prediction stack)")
+    if split:
+        parser.add_argument("--split", choices=("random", "block"), default=None,
+                            help="tile split method (default: the config's split.method)")
+    parser.add_argument("--config", default=None,
+                        help="study-area TOML, relative to the repository root (default configs/demo.toml)")
+    parser.add_argument("--force", action="store_true", help="redo work whose outputs already exist")
+    return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config]:
+    """Parse arguments, load the config and normalise DATE and LEVEL."""
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    if getattr(args, "date", None) is not None:
+        args.date = normalise_date(args.date, "command line", "DATE")
+    if hasattr(args, "level"):
+        args.level = config.check_level(args.level)
+    return args, config

@@ -1,0 +1,489 @@
+"""Load and validate a study-area configuration (one TOML file per study area).
+
+Every value a script needs comes from here, so that a researcher adapts the pipeline to
+their own Sentinel-2 data and ground truth by editing one file, not the code.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+from helpers.errors import ConfigError, InputError
+from helpers.paths import DEFAULT_CONFIG, REPO_ROOT, resolve_from_root
+
+L1C_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
+)
+"""Level-1C band order of every stack: EuroSAT order, B8A last (as the original)."""
+
+L2A_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B11", "B12", "B8A",
+    "AOT", "WVP", "CLD", "SCL", "SNW",
+)
+"""Level-2A layer order (17 layers, no B10), as the original's L2A branch."""
+
+LEVEL_BANDS = {"L1C": L1C_BANDS, "L2A": L2A_BANDS}
+SPLITS: tuple[str, ...] = ("valid", "train", "test")
+"""Subset names in the order the shuffled tile list is cut (first 20 % valid ...)."""
+
+_DATE_RE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
+_COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def normalise_date(value: object, source: object = "date", key: str = "date") -> str:
+    """Return a date label as ``YYYYMMDD``; accepts ``YYYYMMDD`` and ``YYYY-MM-DD``.
+
+    Args:
+        value: The date as given.
+        source: Where it came from (for the error message).
+        key: The config key or argument name (for the error message).
+
+    Raises:
+        ConfigError: If the value is not a valid calendar date.
+    """
+    match = _DATE_RE.match(str(value).strip())
+    if not match:
+        raise ConfigError(source, key, f"'{value}' is not a date (YYYYMMDD or YYYY-MM-DD)")
+    year, month, day = (int(part) for part in match.groups())
+    try:
+        datetime.date(year, month, day)
+    except ValueError as error:
+        raise ConfigError(source, key, f"'{value}' is not a valid date ({error})") from None
+    return f"{year:04d}{month:02d}{day:02d}"
+
+
+@dataclass(frozen=True)
+class LandCoverClass:
+    """One ground-truth class.
+
+    Attributes:
+        id: Raster value (1..255); 0 means outside the study area.
+        name: Human-readable name.
+        colour: ``#rrggbb`` colour for maps.
+        pixel_count: Pixel count used for the loss weights (None for the unclassifiable class).
+        gt_values: Attribute values in the GT vector file that map to this id.
+    """
+
+    id: int
+    name: str
+    colour: str
+    pixel_count: int | None
+    gt_values: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated study-area configuration. Paths are absolute."""
+
+    source: Path
+    name: str
+    data_root: Path
+    models_root: Path
+    reports_root: Path
+    level: str
+    crs: str
+    resolution: float
+    gt_file: Path
+    gt_attribute: str
+    aoi_file: Path
+    extra_aoi_files: tuple[Path, ...]
+    true_change_file: Path | None
+    unclassifiable_id: int
+    water_id: int
+    classes: tuple[LandCoverClass, ...]
+    training_pool: tuple[str, ...]
+    fcn_training: tuple[str, ...]
+    fixed_sequence: tuple[str, ...]
+    evaluation: tuple[str, ...]
+    new: tuple[str, ...]
+    reference: str
+    combinations: tuple[tuple[str, ...], ...]
+    water_thresholds: tuple[float, ...]
+    water_threshold: float | None
+    water_dates: tuple[str, ...]
+    tile_size: int
+    separation: int
+    prediction_stride: int
+    split_method: str
+    split_seed: int
+    split_fractions: dict[str, float]
+    block_size: int
+    norm_mean: tuple[float, ...] | None
+    norm_std: tuple[float, ...] | None
+    training: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def tile_stride(self) -> int:
+        """Distance between the origins of neighbouring training tiles."""
+        return self.tile_size + self.separation
+
+    @property
+    def class_ids(self) -> tuple[int, ...]:
+        """All class ids of the table, in table order."""
+        return tuple(c.id for c in self.classes)
+
+    def bands(self, level: str | None = None) -> tuple[str, ...]:
+        """Band (layer) names of a processing level, in stack order."""
+        return LEVEL_BANDS[self.check_level(level)]
+
+    def check_level(self, level: str | None) -> str:
+        """Return the level in canonical form, or the config's default for None.
+
+        Raises:
+            InputError: If the level is neither L1C nor L2A.
+        """
+        if level is None:
+            return self.level
+        canonical = str(level).upper().removeprefix("LEVEL_")
+        if canonical not in LEVEL_BANDS:
+            raise InputError(f"unknown processing level '{level}' (use L1C or L2A)")
+        return canonical
+
+    @property
+    def all_dates(self) -> tuple[str, ...]:
+        """Every configured date (training pool, reference and new dates), sorted."""
+        return tuple(sorted({*self.training_pool, self.reference, *self.new}))
+
+    # ------------------------------------------------------------------ layout
+    @property
+    def raw_dir(self) -> Path:
+        """Raw inputs; read-only for every step."""
+        return self.data_root / "raw"
+
+    @property
+    def processed_dir(self) -> Path:
+        """Everything the pipeline writes about the data."""
+        return self.data_root / "processed"
+
+    def raw_sentinel_dir(self, level: str | None = None) -> Path:
+        """Folder holding the Sentinel-2 products of a level."""
+        return self.raw_dir / "sentinel" / f"level_{self.check_level(level)}"
+
+    def scene_path(self, date: str, level: str | None = None) -> Path:
+        """Clipped 10 m stack of one date (output of step 01)."""
+        return self.processed_dir / "sentinel" / f"{date}_{self.check_level(level)}_all_bands.tif"
+
+    @property
+    def gt_dir(self) -> Path:
+        """Processed ground-truth rasters."""
+        return self.processed_dir / "ground_truth"
+
+    @property
+    def gt_rasterized_path(self) -> Path:
+        """The GT burnt onto the scene grid, before water masking (step 02)."""
+        return self.gt_dir / "gt_rasterized.tif"
+
+    def gt_masked_path(self, threshold: float) -> Path:
+        """The GT after NDWI shoreline masking at one threshold (step 02b)."""
+        return self.gt_dir / f"gt_water_masked_{format_threshold(threshold)}.tif"
+
+    @property
+    def gt_path(self) -> Path:
+        """The GT used by all later steps (the configured threshold's mask)."""
+        return self.gt_dir / "gt.tif"
+
+    @property
+    def area_path(self) -> Path:
+        """Area mask: 1 where the GT is non-zero and the reference scene has data."""
+        return self.gt_dir / "area.tif"
+
+    @property
+    def extra_area_path(self) -> Path:
+        """Mask of the classification-only areas (if any are configured)."""
+        return self.gt_dir / "extra_area.tif"
+
+    def date_dir(self, date: str, use: str) -> Path:
+        """Per-date folder of TRAIN (training_data) or NEW (classification_data) products."""
+        sub = "training_data" if use.upper() == "TRAIN" else "classification_data"
+        return self.processed_dir / sub / f"{date}_data"
+
+    def merged_path(self, date: str, level: str | None, use: str) -> Path:
+        """Merged uint16 stack of step 04 (bands + gt, or bands + area masks)."""
+        return self.date_dir(date, use) / f"{date}_{self.check_level(level)}_merged.tif"
+
+    def tiles_dir(self, date: str, level: str | None, split: str) -> Path:
+        """Folder of one date's tiles of one subset."""
+        size = self.tile_size
+        return self.date_dir(date, "TRAIN") / (
+            f"{date}_{self.check_level(level)}_{split}_tiles_({size}x{size})"
+        )
+
+    def tiles_summary_path(self, date: str, level: str | None) -> Path:
+        """Summary JSON written last by the tiling step (its presence marks completion)."""
+        return self.date_dir(date, "TRAIN") / f"{date}_{self.check_level(level)}_tiles_summary.json"
+
+    def prediction_windows_path(self, date: str, level: str | None) -> Path:
+        """CSV index of the prediction windows of a NEW date."""
+        return self.date_dir(date, "NEW") / f"{date}_{self.check_level(level)}_prediction_windows.csv"
+
+    @property
+    def tile_endings_path(self) -> Path:
+        """List of the reference date's tile endings (``tile_RRR_CCC``), one per line."""
+        return self.processed_dir / "all_tile_endings.txt"
+
+    @property
+    def split_path(self) -> Path:
+        """The train/valid/test assignment of every tile ending."""
+        return self.processed_dir / "tile_split.json"
+
+
+def format_threshold(threshold: float) -> str:
+    """Format an NDWI threshold for a file name (``-0.2``, ``0.0``, ``0.4``)."""
+    value = round(float(threshold), 3)
+    return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
+
+
+# ---------------------------------------------------------------------- loading
+class _Reader:
+    """Typed access to nested TOML values with errors naming the key."""
+
+    def __init__(self, data: dict[str, Any], source: Path) -> None:
+        self.data = data
+        self.source = source
+
+    def get(self, key: str, default: Any = ..., kinds: type | tuple[type, ...] = object) -> Any:
+        node: Any = self.data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                if default is ...:
+                    raise ConfigError(self.source, key, "missing")
+                return default
+            node = node[part]
+        wrong_type = not isinstance(node, kinds) or (isinstance(node, bool) and bool not in _tuple(kinds))
+        if kinds is not object and wrong_type:
+            names = "/".join(k.__name__ for k in _tuple(kinds))
+            raise ConfigError(self.source, key, f"expected {names}, got {type(node).__name__} {node!r}")
+        return node
+
+    def error(self, key: str, reason: str) -> ConfigError:
+        return ConfigError(self.source, key, reason)
+
+    def dates(self, key: str, default: Any = ...) -> tuple[str, ...]:
+        values = self.get(key, default, list)
+        return tuple(normalise_date(v, self.source, key) for v in values)
+
+
+def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
+    return kinds if isinstance(kinds, tuple) else (kinds,)
+
+
+def _normalise_gt_value(value: Any) -> Any:
+    """Make GT attribute values comparable: integral numbers and digit strings become int."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    text = str(value).strip()
+    if re.fullmatch(r"[+-]?\d+(\.0*)?", text):
+        return int(float(text))
+    return text
+
+
+def normalise_gt_value(value: Any) -> Any:
+    """Public form of the GT attribute normalisation (used by rasterisation)."""
+    return _normalise_gt_value(value)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a study-area configuration.
+
+    Args:
+        path: The TOML file; relative paths are taken from the repository root. None means
+            ``configs/demo.toml``.
+
+    Returns:
+        The validated configuration with absolute paths.
+
+    Raises:
+        ConfigError: For a missing or invalid key (the message names the key and the reason).
+        InputError: If the file is missing or not valid TOML.
+    """
+    source = DEFAULT_CONFIG if path is None else resolve_from_root(path)
+    if not source.is_file():
+        raise InputError(f"{source}: config file not found")
+    try:
+        data = tomllib.loads(source.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{source}: not a valid TOML file ({error})") from None
+    r = _Reader(data, source)
+
+    data_root = resolve_from_root(r.get("paths.data_root", kinds=str), REPO_ROOT)
+    models_root = resolve_from_root(r.get("paths.models_root", "models", str))
+    reports_root = resolve_from_root(r.get("paths.reports_root", "reports", str))
+
+    level = str(r.get("sentinel.level", "L1C", str)).upper()
+    if level not in LEVEL_BANDS:
+        raise r.error("sentinel.level", f"'{level}' is not L1C or L2A")
+    crs = r.get("sentinel.crs", kinds=str)
+    try:
+        CRS.from_user_input(crs)
+    except CRSError:
+        raise r.error("sentinel.crs", f"'{crs}' is not a CRS pyproj understands") from None
+    resolution = float(r.get("sentinel.resolution", 10.0, (int, float)))
+    if not resolution > 0:
+        raise r.error("sentinel.resolution", "must be positive")
+
+    gt_file = data_root / r.get("ground_truth.file", kinds=str)
+    attribute = r.get("ground_truth.attribute", kinds=str)
+    aoi_file = data_root / r.get("ground_truth.aoi_file", kinds=str)
+    extra = tuple(data_root / p for p in r.get("ground_truth.extra_aoi_files", [], list))
+    true_change = r.get("ground_truth.true_change_file", None, str)
+    unclassifiable_id = r.get("ground_truth.unclassifiable_id", kinds=int)
+    water_id = r.get("ground_truth.water_id", kinds=int)
+
+    classes = _read_classes(r)
+    ids = [c.id for c in classes]
+    for key, value in (("ground_truth.unclassifiable_id", unclassifiable_id), ("ground_truth.water_id", water_id)):
+        if value not in ids:
+            raise r.error(key, f"class id {value} is not in the class table {ids}")
+    for c in classes:
+        if c.id != unclassifiable_id and c.pixel_count is None:
+            raise r.error("classes", f"class {c.id} ({c.name}) needs a pixel_count (> 0) for the loss weights")
+
+    pool = r.dates("dates.training_pool")
+    if not pool:
+        raise r.error("dates.training_pool", "must name at least one date")
+    if len(set(pool)) != len(pool):
+        raise r.error("dates.training_pool", "dates must be unique")
+    fcn_training = r.dates("dates.fcn_training", list(pool))
+    fixed = r.dates("dates.fixed_sequence", list(fcn_training))
+    evaluation = r.dates("dates.evaluation", list(fcn_training))
+    subsets = (("dates.fcn_training", fcn_training), ("dates.fixed_sequence", fixed), ("dates.evaluation", evaluation))
+    for key, dates in subsets:
+        missing = sorted(set(dates) - set(pool))
+        if missing:
+            raise r.error(key, f"dates {missing} are not in dates.training_pool")
+    new = r.dates("dates.new", [])
+    reference = normalise_date(r.get("dates.reference", pool[-1], str), source, "dates.reference")
+    if reference not in pool:
+        raise r.error("dates.reference", f"'{reference}' is not in dates.training_pool")
+    combos_raw = r.get("dates.combinations", [], list)
+    combinations = []
+    for i, combo in enumerate(combos_raw):
+        key = f"dates.combinations[{i}]"
+        if not isinstance(combo, list) or not combo:
+            raise r.error(key, "must be a non-empty list of dates")
+        dates = tuple(normalise_date(v, source, key) for v in combo)
+        missing = sorted(set(dates) - set(new))
+        if missing:
+            raise r.error(key, f"dates {missing} are not in dates.new")
+        combinations.append(tuple(sorted(dates)))
+
+    default_sweep = [-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6]  # np.arange(-0.6, 0.8, 0.2) of the original
+    thresholds = tuple(float(t) for t in r.get("water_mask.thresholds", default_sweep, list))
+    for t in thresholds:
+        if not -1.0 <= t <= 1.0:
+            raise r.error("water_mask.thresholds", f"{t} is outside the NDWI range [-1, 1]")
+    chosen = r.get("water_mask.threshold", 0.0, (int, float, str))
+    if isinstance(chosen, str):
+        if chosen.lower() != "none":
+            raise r.error("water_mask.threshold", f"'{chosen}' is neither a number nor \"none\"")
+        threshold = None
+    else:
+        threshold = float(chosen)
+        if not any(math.isclose(threshold, t, abs_tol=1e-9) for t in thresholds):
+            raise r.error("water_mask.threshold", f"{threshold} is not one of water_mask.thresholds {list(thresholds)}")
+    water_dates = r.dates("water_mask.dates", list(pool))
+
+    tile_size = r.get("tiling.tile_size", 32, int)
+    separation = r.get("tiling.separation", 1, int)
+    stride = r.get("tiling.prediction_stride", 16, int)
+    if tile_size < 2:
+        raise r.error("tiling.tile_size", "must be at least 2")
+    if separation < 0:
+        raise r.error("tiling.separation", "must not be negative")
+    if not 0 < stride <= tile_size:
+        raise r.error("tiling.prediction_stride", f"must be in 1..tile_size ({tile_size})")
+
+    method = r.get("split.method", "random", str)
+    if method not in ("random", "block"):
+        raise r.error("split.method", f"'{method}' is not 'random' or 'block'")
+    seed = r.get("split.seed", 1, int)
+    fractions = {s: float(r.get(f"split.{s}", d, (int, float))) for s, d in zip(SPLITS, (0.2, 0.6, 0.2), strict=True)}
+    if any(v < 0 for v in fractions.values()) or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
+        raise r.error("split", f"valid + train + test must be fractions summing to 1, got {fractions}")
+    block_size = r.get("split.block_size", 8, int)
+    if block_size < 1:
+        raise r.error("split.block_size", "must be at least 1")
+
+    n_bands = len(LEVEL_BANDS[level])
+    mean = _read_norm(r, "normalisation.mean", n_bands)
+    std = _read_norm(r, "normalisation.std", n_bands)
+    if (mean is None) != (std is None):
+        raise r.error("normalisation", "give both mean and std as lists, or both as \"compute\"")
+    if std is not None and any(s <= 0 for s in std):
+        raise r.error("normalisation.std", "every value must be positive")
+    training = r.get("training", {}, dict)
+
+    return Config(
+        source=source, name=r.get("name", source.stem, str), data_root=data_root,
+        models_root=models_root, reports_root=reports_root, level=level, crs=crs,
+        resolution=resolution, gt_file=gt_file, gt_attribute=attribute, aoi_file=aoi_file,
+        extra_aoi_files=extra, true_change_file=None if true_change is None else data_root / true_change,
+        unclassifiable_id=unclassifiable_id, water_id=water_id, classes=classes,
+        training_pool=pool, fcn_training=fcn_training, fixed_sequence=fixed, evaluation=evaluation,
+        new=new, reference=reference, combinations=tuple(combinations),
+        water_thresholds=thresholds, water_threshold=threshold, water_dates=water_dates,
+        tile_size=tile_size, separation=separation, prediction_stride=stride,
+        split_method=method, split_seed=seed, split_fractions=fractions, block_size=block_size,
+        norm_mean=mean, norm_std=std, training=dict(training),
+    )
+
+
+def _read_classes(r: _Reader) -> tuple[LandCoverClass, ...]:
+    table = r.get("classes", kinds=list)
+    if not table:
+        raise r.error("classes", "the class table is empty")
+    classes: list[LandCoverClass] = []
+    seen_values: dict[Any, int] = {}
+    for i, entry in enumerate(table):
+        key = f"classes[{i}]"
+        if not isinstance(entry, dict):
+            raise r.error(key, "must be a table with id, name and colour")
+        sub = _Reader(entry, r.source)
+        try:
+            cid = sub.get("id", kinds=int)
+            name = sub.get("name", kinds=str)
+            colour = sub.get("colour", "#808080", str)
+            count = sub.get("pixel_count", None, int)
+            values = sub.get("gt_values", [cid], list)
+        except ConfigError as error:
+            raise r.error(f"{key}.{error.key}", error.reason) from None
+        if not 1 <= cid <= 255:
+            raise r.error(f"{key}.id", f"{cid} is outside 1..255 (0 means outside the study area)")
+        if any(c.id == cid for c in classes):
+            raise r.error(f"{key}.id", f"duplicate class id {cid}")
+        if not _COLOUR_RE.match(colour):
+            raise r.error(f"{key}.colour", f"'{colour}' is not a #rrggbb colour")
+        if count is not None and count <= 0:
+            raise r.error(f"{key}.pixel_count", "must be positive")
+        normalised = tuple(_normalise_gt_value(v) for v in values)
+        for v in normalised:
+            if v in seen_values:
+                raise r.error(f"{key}.gt_values", f"value {v!r} already maps to class {seen_values[v]}")
+            seen_values[v] = cid
+        classes.append(LandCoverClass(cid, name, colour, count, normalised))
+    return tuple(classes)
+
+
+def _read_norm(r: _Reader, key: str, n_bands: int) -> tuple[float, ...] | None:
+    value = r.get(key, "compute", (list, str))
+    if isinstance(value, str):
+        if value != "compute":
+            raise r.error(key, f"'{value}' is neither a list of numbers nor \"compute\"")
+        return None
+    if len(value) != n_bands or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise r.error(key, f"expected {n_bands} numbers (one per band), got {value!r}")
+    return tuple(float(v) for v in value)

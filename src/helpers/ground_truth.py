@@ -1,0 +1,151 @@
+"""Ground-truth rasters: rasterisation, NDWI shoreline masking and the area mask."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from rasterio.features import rasterize
+from shapely.geometry.base import BaseGeometry
+
+from helpers.config import Config, normalise_gt_value
+from helpers.errors import InputError
+from helpers.grid import SceneGrid, check_same_grid
+from helpers.io import open_raster
+from helpers.vector import read_vector
+
+
+def rasterize_ground_truth(config: Config, grid: SceneGrid, gt_file: Path | None = None,
+                           attribute: str | None = None) -> np.ndarray:
+    """Burn the class attribute of the GT vector file onto the scene grid.
+
+    Polygons are burnt in file order (later ones win where they overlap) with the pixel-centre
+    rule (``all_touched=False``), as ``gdal_rasterize -a ATKIS_mod`` did. Attribute values are
+    mapped to class ids through the class table's ``gt_values``.
+
+    Args:
+        config: Study-area configuration (class table).
+        grid: Target grid.
+        gt_file: GT vector file (default: the config's).
+        attribute: Class attribute (default: the config's).
+
+    Returns:
+        uint8 class raster, 0 outside every polygon.
+
+    Raises:
+        InputError: Missing attribute, values not in the class table, non-polygon
+            geometries, missing CRS.
+    """
+    gt_file = gt_file or config.gt_file
+    attribute = attribute or config.gt_attribute
+    frame = read_vector(gt_file, "ground truth", str(grid.crs))
+    if attribute not in frame.columns:
+        columns = ", ".join(c for c in frame.columns if c != "geometry")
+        raise InputError(f"{gt_file}: ground truth has no attribute '{attribute}' (attributes: {columns})")
+    lookup = {value: c.id for c in config.classes for value in c.gt_values}
+    keys = [normalise_gt_value(v) if v is not None else None for v in frame[attribute].tolist()]
+    unknown = sorted({repr(k) for k in keys if k not in lookup})
+    if unknown:
+        shown = ", ".join(unknown[:8]) + (" ..." if len(unknown) > 8 else "")
+        raise InputError(f"{gt_file}: '{attribute}' values not in the config's class table: {shown}")
+    shapes = ((geometry, lookup[key]) for geometry, key in zip(frame.geometry, keys, strict=True))
+    return rasterize(shapes, out_shape=(grid.height, grid.width), transform=grid.transform, fill=0,
+                     all_touched=False, dtype="uint8")
+
+
+def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
+    """Normalised difference water index (B03 - B08) / (B03 + B08), 0 where the sum is 0."""
+    green = green.astype(np.float64)
+    nir = nir.astype(np.float64)
+    total = green + nir
+    out = np.zeros_like(total)
+    np.divide(green - nir, total, out=out, where=total != 0)
+    return out
+
+
+def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir_band: int, grid: SceneGrid,
+                block_rows: int = 1024) -> np.ndarray:
+    """Minimum NDWI over several scenes at selected pixels, reading only two bands by blocks.
+
+    Args:
+        pixels: Boolean mask (rows, cols) of the pixels of interest (e.g. GT water).
+        scenes: Processed scene stacks (all on ``grid``).
+        green_band: 1-based band index of B03.
+        nir_band: 1-based band index of B08.
+        grid: The scene grid.
+        block_rows: Rows read at once.
+
+    Returns:
+        float64 array with one value per selected pixel (row-major order).
+    """
+    minimum = np.full(int(pixels.sum()), np.inf)
+    for scene in scenes:
+        check_same_grid(scene, grid, scenes[0])
+        with open_raster(scene) as src:
+            start = 0
+            for block in grid.row_blocks(block_rows):
+                rows = slice(int(block.row_off), int(block.row_off + block.height))
+                selected = pixels[rows]
+                count = int(selected.sum())
+                if count:
+                    green = src.read(green_band, window=block)[selected]
+                    nir = src.read(nir_band, window=block)[selected]
+                    np.minimum(minimum[start:start + count], ndwi(green, nir), out=minimum[start:start + count])
+                start += count
+    return minimum
+
+
+@dataclass
+class WaterMaskResult:
+    """Outcome of NDWI shoreline masking at one threshold."""
+
+    threshold: float
+    gt: np.ndarray
+    water_kept: int
+    water_total: int
+
+    @property
+    def share_kept(self) -> float:
+        """Share of GT water pixels that stay water."""
+        return self.water_kept / self.water_total if self.water_total else 0.0
+
+
+def mask_shoreline(gt: np.ndarray, min_ndwi: np.ndarray, thresholds: Sequence[float], water_id: int,
+                   unclassifiable_id: int) -> list[WaterMaskResult]:
+    """Relabel GT water pixels that are not water (NDWI >= T) on every image as unclassifiable.
+
+    Args:
+        gt: Class raster.
+        min_ndwi: Minimum NDWI over the images at the water pixels (row-major order of
+            ``gt == water_id``), as returned by :func:`min_ndwi_at`.
+        thresholds: NDWI thresholds of the sweep.
+        water_id: Water class id.
+        unclassifiable_id: Id of the excluded class.
+
+    Returns:
+        One result per threshold, in the given order.
+    """
+    water = gt == water_id
+    rows, cols = np.nonzero(water)
+    results = []
+    for threshold in thresholds:
+        masked = gt.copy()
+        drop = min_ndwi < round(float(threshold), 6)
+        masked[rows[drop], cols[drop]] = unclassifiable_id
+        results.append(WaterMaskResult(float(threshold), masked, int((~drop).sum()), int(water.sum())))
+    return results
+
+
+def area_mask(gt: np.ndarray, band1: np.ndarray) -> np.ndarray:
+    """1 where the GT is labelled and the reference scene has data (band 1 non-zero), else 0."""
+    return ((gt != 0) & (band1 != 0)).astype(np.uint8)
+
+
+def extra_area_mask(areas: Sequence[BaseGeometry], grid: SceneGrid, band1: np.ndarray) -> np.ndarray:
+    """1 inside any classification-only AOI where the reference scene has data, else 0."""
+    inside = np.zeros((grid.height, grid.width), dtype=bool)
+    for geometry in areas:
+        inside |= grid.inside_mask(geometry)
+    return (inside & (band1 != 0)).astype(np.uint8)

@@ -1,0 +1,131 @@
+"""Training tiles: which grid positions are kept, and writing them as GeoTIFFs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.windows import Window
+from tqdm import tqdm
+
+from helpers.grid import SceneGrid
+from helpers.io import open_raster
+
+_ENDING_RE = re.compile(r"tile_(\d+)_(\d+)$")
+
+
+def tile_ending(row: int, col: int) -> str:
+    """Name ending of a tile at grid position (row, col): ``tile_RRR_CCC``."""
+    return f"tile_{row:03d}_{col:03d}"
+
+
+def parse_ending(ending: str) -> tuple[int, int]:
+    """Grid position (row, col) of a ``tile_RRR_CCC`` ending."""
+    match = _ENDING_RE.search(ending)
+    if not match:
+        raise ValueError(f"not a tile ending: {ending!r}")
+    return int(match.group(1)), int(match.group(2))
+
+
+def tile_grid_shape(height: int, width: int, size: int, stride: int) -> tuple[int, int]:
+    """Number of tile rows and columns that fit on an image (2828x3500, 32/33 -> 85x106)."""
+    rows = (height - size) // stride + 1 if height >= size else 0
+    cols = (width - size) // stride + 1 if width >= size else 0
+    return rows, cols
+
+
+def tile_view(image: np.ndarray, size: int, stride: int) -> np.ndarray:
+    """View of a 2-D image as (tile_rows, tile_cols, size, size) without copying."""
+    rows, cols = tile_grid_shape(*image.shape, size, stride)
+    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
+    return windows[: rows * stride: stride, : cols * stride: stride][:rows, :cols]
+
+
+@dataclass
+class TileSelection:
+    """Kept training tiles of one image.
+
+    Attributes:
+        kept: Boolean (tile_rows, tile_cols): fully labelled and fully on the image.
+        unclassifiable: Boolean (tile_rows, tile_cols): the tile holds unclassifiable pixels.
+    """
+
+    kept: np.ndarray
+    unclassifiable: np.ndarray
+
+    @property
+    def n_candidates(self) -> int:
+        """Tile positions on the grid."""
+        return int(self.kept.size)
+
+    @property
+    def n_kept(self) -> int:
+        """Kept tiles."""
+        return int(self.kept.sum())
+
+    @property
+    def n_kept_with_unclassifiable(self) -> int:
+        """Kept tiles that contain at least one unclassifiable pixel."""
+        return int((self.kept & self.unclassifiable).sum())
+
+    def endings(self) -> list[str]:
+        """Endings of the kept tiles in row-major order."""
+        return [tile_ending(int(r), int(c)) for r, c in zip(*np.nonzero(self.kept), strict=True)]
+
+
+def select_tiles(gt: np.ndarray, band1: np.ndarray, size: int, stride: int, unclassifiable_id: int) -> TileSelection:
+    """Keep a tile only if every GT pixel is non-zero and every band-1 pixel is non-zero.
+
+    Tiles with unclassifiable pixels are kept (their pixels get loss weight 0 in training).
+    """
+    labelled = tile_view(gt != 0, size, stride).all(axis=(2, 3))
+    on_image = tile_view(band1 != 0, size, stride).all(axis=(2, 3))
+    unclassifiable = tile_view(gt == unclassifiable_id, size, stride).any(axis=(2, 3))
+    return TileSelection(labelled & on_image, unclassifiable)
+
+
+def write_tiles(stack_path: Path, grid: SceneGrid, positions: Mapping[str, Iterable[tuple[int, int]]],
+                folders: Mapping[str, Path], prefix: str, size: int, stride: int,
+                descriptions: list[str] | None = None, progress: bool = False) -> dict[str, int]:
+    """Cut tiles out of a merged stack and write each as a georeferenced GeoTIFF.
+
+    The stack is read one tile row at a time, so memory does not grow with the scene.
+
+    Args:
+        stack_path: Merged stack (bands + gt).
+        grid: Its grid.
+        positions: Subset name -> (row, col) tile positions to write.
+        folders: Subset name -> destination folder (must exist).
+        prefix: File-name prefix, ``{date}_{level}``.
+        size: Tile size in pixels.
+        stride: Tile stride in pixels.
+        descriptions: Band descriptions copied to every tile.
+        progress: Show a progress bar.
+
+    Returns:
+        Subset name -> number of tiles written.
+    """
+    by_row: dict[int, list[tuple[int, str]]] = {}
+    for split, items in positions.items():
+        for row, col in items:
+            by_row.setdefault(row, []).append((col, split))
+    counts = dict.fromkeys(positions, 0)
+    with open_raster(stack_path) as src:
+        profile = {"driver": "GTiff", "width": size, "height": size, "count": src.count, "dtype": src.dtypes[0],
+                   "crs": grid.crs}
+        for row in tqdm(sorted(by_row), desc=f"tiles {prefix}", disable=not progress, leave=False):
+            strip = src.read(window=Window(0, row * stride, grid.width, size))
+            for col, split in sorted(by_row[row]):
+                x0 = col * stride
+                transform = grid.window_transform(Window(x0, row * stride, size, size))
+                path = folders[split] / f"{prefix}_{tile_ending(row, col)}.tif"
+                with rasterio.open(path, "w", transform=transform, **profile) as dst:
+                    dst.write(strip[:, :, x0:x0 + size])
+                    if descriptions:
+                        dst.descriptions = tuple(descriptions)
+                counts[split] += 1
+    return counts
