@@ -52,7 +52,7 @@ class SceneGrid:
 
     def window_transform(self, window: Window) -> Affine:
         """Transform of a window's upper-left corner."""
-        return self.transform * Affine.translation(window.col_off, window.row_off)
+        return self.transform @ Affine.translation(window.col_off, window.row_off)
 
     def profile(self) -> dict:
         """The grid part of a rasterio profile."""

@@ -138,6 +138,12 @@ def mask_shoreline(gt: np.ndarray, min_ndwi: np.ndarray, thresholds: Sequence[fl
     return results
 
 
+def water_sweep_line(threshold: str, kept: int, total: int) -> str:
+    """One printed line of the threshold sweep: how many GT water pixels a threshold keeps."""
+    share = 100 * kept / total if total else 0.0
+    return f"    NDWI >= {threshold:>4}: {kept:>8} of {total} water pixels kept ({share:5.1f} %)"
+
+
 def area_mask(gt: np.ndarray, band1: np.ndarray) -> np.ndarray:
     """1 where the GT is labelled and the reference scene has data (band 1 non-zero), else 0."""
     return ((gt != 0) & (band1 != 0)).astype(np.uint8)

@@ -28,6 +28,7 @@ from helpers.ground_truth import (
     mask_shoreline,
     min_ndwi_at,
     rasterize_ground_truth,
+    water_sweep_line,
 )
 from helpers.io import (
     GTIFF_PROFILE,
@@ -149,8 +150,7 @@ def restrict_water_area(config: Config, level: str | None = None, force: bool = 
         table[format_threshold(result.threshold)] = {"water_kept": result.water_kept,
                                                      "water_total": result.water_total,
                                                      "share_kept": round(result.share_kept, 4)}
-        say(f"  NDWI >= {format_threshold(result.threshold):>4}: {result.water_kept:>8} of {result.water_total} "
-            f"water pixels kept ({100 * result.share_kept:5.1f} %)")
+        say(water_sweep_line(format_threshold(result.threshold), result.water_kept, result.water_total))
     chosen = config.water_threshold
     final = gt if chosen is None else next(r.gt for r in results if abs(r.threshold - chosen) < 1e-9)
     write_json_atomic(config.gt_dir / "water_mask_summary.json",
