@@ -239,7 +239,7 @@ class Config:
 
 def format_threshold(threshold: float) -> str:
     """Format an NDWI threshold for a file name (``-0.2``, ``0.0``, ``0.4``)."""
-    value = round(float(threshold), 3)
+    value = round(float(threshold), 3) + 0.0  # + 0.0 turns -0.0 (e.g. from np.arange) into 0.0
     return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
 
 

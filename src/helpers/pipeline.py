@@ -451,13 +451,13 @@ def process_batch(config: Config, dates: Sequence[str], level: str | None, use: 
     use = _check_use(use)
     if not dates:
         raise InputError(f"{config.source}: no dates configured for {use}")
-    prepare_ground_truth(config, level, force, say, method=method)
+    prepare_ground_truth(config, level, force, say, progress=True, method=method)
     processed = []
     for date in tqdm(dates, desc=f"{use} dates", disable=None):
         if not force and is_date_complete(config, date, level, use):
             say(f"== {date} {level} {use}: complete, skipped (use --force to redo)")
             continue
         say(f"== {date} {level} {use}")
-        full_pipeline(config, date, level, use, force, say, prepared=True, method=method)
+        full_pipeline(config, date, level, use, force, say, progress=True, prepared=True, method=method)
         processed.append(date)
     return processed

@@ -331,7 +331,8 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
                     raise InputError(f"{path}: not a readable raster ({str(error).splitlines()[0]})") from None
         with atomic_path(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             blocks = list(grid.row_blocks(block_rows))
-            for block in tqdm(blocks, desc=f"ingest {product.path.name[:40]}", disable=not progress, leave=False):
+            bar = tqdm(blocks, desc=f"ingest {product.path.name[:40]}", disable=None if progress else True, leave=False)
+            for block in bar:
                 inside = grid.inside_mask(aoi, block)
                 for index, band in enumerate(bands, start=1):
                     out = np.zeros((int(block.height), int(block.width)), dtype=np.uint16)

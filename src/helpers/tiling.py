@@ -117,7 +117,8 @@ def write_tiles(stack_path: Path, grid: SceneGrid, positions: Mapping[str, Itera
     with open_raster(stack_path) as src:
         profile = {"driver": "GTiff", "width": size, "height": size, "count": src.count, "dtype": src.dtypes[0],
                    "crs": grid.crs}
-        for row in tqdm(sorted(by_row), desc=f"tiles {prefix}", disable=not progress, leave=False):
+        bar = tqdm(sorted(by_row), desc=f"tiles {prefix}", disable=None if progress else True, leave=False)
+        for row in bar:
             strip = src.read(window=Window(0, row * stride, grid.width, size))
             for col, split in sorted(by_row[row]):
                 x0 = col * stride
