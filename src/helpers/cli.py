@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from helpers.config import Config, load_config, normalise_date
+from helpers.errors import ConfigError, InputError
 
 
 def make_parser(description: str, date: bool = False, level: bool = True, use: bool = False,
@@ -41,7 +42,10 @@ def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Co
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if getattr(args, "date", None) is not None:
-        args.date = normalise_date(args.date, "command line", "DATE")
+        try:
+            args.date = normalise_date(args.date, "command line", "DATE")
+        except ConfigError as error:  # a command-line argument, not a config key
+            raise InputError(f"argument DATE: {error.reason}") from None
     if hasattr(args, "level"):
         args.level = config.check_level(args.level)
     return args, config

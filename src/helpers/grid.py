@@ -42,8 +42,7 @@ class SceneGrid:
     @property
     def bounds(self) -> tuple[float, float, float, float]:
         """(left, bottom, right, top)."""
-        left, top = self.transform.c, self.transform.f
-        return left, top + self.height * self.transform.e, left + self.width * self.transform.a, top
+        return self.window_bounds(Window(0, 0, self.width, self.height))
 
     def row_blocks(self, rows: int) -> Iterator[Window]:
         """Windows of ``rows`` full-width rows covering the grid top to bottom."""
@@ -53,6 +52,12 @@ class SceneGrid:
     def window_transform(self, window: Window) -> Affine:
         """Transform of a window's upper-left corner."""
         return self.transform @ Affine.translation(window.col_off, window.row_off)
+
+    def window_bounds(self, window: Window) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of a window."""
+        transform = self.window_transform(window)
+        left, top = transform.c, transform.f
+        return left, top + int(window.height) * transform.e, left + int(window.width) * transform.a, top
 
     def profile(self) -> dict:
         """The grid part of a rasterio profile."""

@@ -163,6 +163,8 @@ def _select_band_files(candidates: list[tuple[str, str]], kind: str) -> dict[str
         if not match:
             continue
         band = _ALIASES.get(match.group(1).upper(), match.group(1).upper())
+        if parts[-1].upper().startswith("MSK_") and band not in ("CLD", "SNW"):
+            continue  # per-band quality masks of baseline >= 04.00 (MSK_DETFOO_B01.jp2, MSK_QUALIT_B01.jp2)
         resolution = int(match.group(2)) if match.group(2) else 0
         found.setdefault(band, {}).setdefault(resolution, []).append(gdal_path)
     return {band: by_res[min(by_res)] for band, by_res in found.items()}
@@ -268,7 +270,7 @@ def _paint_aligned(src: rasterio.DatasetReader, factor: int, grid: SceneGrid, bl
 
 def _paint_warped(src: rasterio.DatasetReader, grid: SceneGrid, block: Window, out: np.ndarray) -> None:
     """Nearest-neighbour reprojection of any source onto a block (other CRS or grid)."""
-    block_bounds = warp.transform_bounds(grid.crs, src.crs, *rasterio.windows.bounds(block, grid.transform))
+    block_bounds = warp.transform_bounds(grid.crs, src.crs, *grid.window_bounds(block))
     if box(*block_bounds).disjoint(box(*src.bounds)):
         return
     buffer = np.zeros_like(out)
