@@ -409,16 +409,23 @@ def _prediction_windows(config: Config, date: str, level: str, force: bool, say:
 
 # ---------------------------------------------------------------------- drivers 07 / 08a / 08b
 def prepare_ground_truth(config: Config, level: str | None = None, force: bool = False, say: Say = _print,
-                         progress: bool = False, method: str | None = None) -> None:
-    """Steps 01 (for the NDWI dates and the reference), 02, 02b, 03, 05b and the split."""
+                         progress: bool = False, method: str | None = None) -> frozenset[str]:
+    """Steps 01 (for the NDWI dates and the reference), 02, 02b, 03, 05b and the split.
+
+    Returns:
+        The dates whose scenes step 01 wrote in this call.
+    """
     level = config.check_level(level)
+    clipped = set()
     for date in sorted({*config.water_dates, config.reference}):
-        clip_sentinel(config, date, level, force, say, progress)
+        if not clip_sentinel(config, date, level, force, say, progress).skipped:
+            clipped.add(date)
     rasterize_shapefile(config, level, force, say)
     restrict_water_area(config, level, force, say)
     create_area_tif(config, level, force, say)
     save_all_tile_filenames(config, level, force, say)
     subset_split(config, level, method, force, say)
+    return frozenset(clipped)
 
 
 def is_date_complete(config: Config, date: str, level: str, use: str) -> bool:
@@ -429,13 +436,18 @@ def is_date_complete(config: Config, date: str, level: str, use: str) -> bool:
 
 
 def full_pipeline(config: Config, date: str, level: str | None, use: str, force: bool = False, say: Say = _print,
-                  progress: bool = False, prepared: bool = False, method: str | None = None) -> None:
-    """Step 07: 01 -> 04 -> 05 for one date, preparing the shared GT products first if needed."""
+                  progress: bool = False, prepared: bool = False, method: str | None = None,
+                  fresh: frozenset[str] = frozenset()) -> None:
+    """Step 07: 01 -> 04 -> 05 for one date, preparing the shared GT products first if needed.
+
+    Args:
+        fresh: Dates whose scenes were written moments ago (not clipped again under ``force``).
+    """
     level = config.check_level(level)
     use = _check_use(use)
     if not prepared:
-        prepare_ground_truth(config, level, False, say, progress, method)
-    clip_sentinel(config, date, level, force, say, progress)
+        fresh = fresh | prepare_ground_truth(config, level, False, say, progress, method)
+    clip_sentinel(config, date, level, force and date not in fresh, say, progress)
     merge_tifs(config, date, level, use, force, say)
     split_into_tiles(config, date, level, use, force, method, say, progress)
 
@@ -451,13 +463,14 @@ def process_batch(config: Config, dates: Sequence[str], level: str | None, use: 
     use = _check_use(use)
     if not dates:
         raise InputError(f"{config.source}: no dates configured for {use}")
-    prepare_ground_truth(config, level, force, say, progress=True, method=method)
+    # the shared GT products belong to the training side: 08b --force redoes only its own dates
+    fresh = prepare_ground_truth(config, level, force and use == "TRAIN", say, progress=True, method=method)
     processed = []
     for date in tqdm(dates, desc=f"{use} dates", disable=None):
         if not force and is_date_complete(config, date, level, use):
             say(f"== {date} {level} {use}: complete, skipped (use --force to redo)")
             continue
         say(f"== {date} {level} {use}")
-        full_pipeline(config, date, level, use, force, say, progress=True, prepared=True, method=method)
+        full_pipeline(config, date, level, use, force, say, progress=True, prepared=True, method=method, fresh=fresh)
         processed.append(date)
     return processed

@@ -285,8 +285,10 @@ def test_rerun_skips_everything(processed: ProcessedArea) -> None:
 def test_force_redoes_with_identical_outputs(processed: ProcessedArea) -> None:
     processed_dir = processed.area.processed
     times, hashes = mtimes(processed_dir), file_hashes(processed_dir)
-    ok(run_script("08a_process_train_batch.py", "--force", config=processed.area.config_path))
+    log = ok(run_script("08a_process_train_batch.py", "--force", config=processed.area.config_path))
     assert file_hashes(processed_dir) == hashes, "re-running gives identical outputs"
+    for date in TRAINING_DATES:
+        assert log.count(f"wrote {date}_L1C_all_bands.tif") == 1, "each scene is clipped once per run"
     after = mtimes(processed_dir)
     redone = {name for name in times if after[name] != times[name]}
     assert "ground_truth/gt.tif" in redone and "all_tile_endings.txt" in redone
@@ -294,6 +296,16 @@ def test_force_redoes_with_identical_outputs(processed: ProcessedArea) -> None:
         assert f"sentinel/{date}_L1C_all_bands.tif" in redone
         assert f"training_data/{date}_data/{date}_L1C_tiles_summary.json" in redone
     assert f"sentinel/{NEW_DATES[0]}_L1C_all_bands.tif" not in redone, "08a leaves the new dates alone"
+
+
+def test_force_on_new_dates_leaves_the_training_side_alone(processed: ProcessedArea) -> None:
+    processed_dir = processed.area.processed
+    times = mtimes(processed_dir)
+    ok(run_script("08b_process_new_batch.py", "--force", config=processed.area.config_path))
+    after = mtimes(processed_dir)
+    redone = {name for name in times if after[name] != times[name]}
+    assert f"sentinel/{NEW_DATES[0]}_L1C_all_bands.tif" in redone
+    assert not {name for name in redone if name.startswith(("ground_truth/", "training_data/"))}
 
 
 def test_block_split_needs_force_on_a_random_split(processed: ProcessedArea) -> None:
