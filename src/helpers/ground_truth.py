@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from rasterio.features import rasterize
+from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from helpers.config import Config, normalise_gt_value
@@ -66,8 +67,11 @@ def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
 
 
 def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir_band: int, grid: SceneGrid,
-                block_rows: int = 1024) -> np.ndarray:
+                block_rows: int = 256) -> np.ndarray:
     """Minimum NDWI over several scenes at selected pixels, reading only two bands by blocks.
+
+    Only the part of each block of rows that holds selected pixels (their column range) is
+    read, so a few lakes in a large scene cost a few small reads per date.
 
     Args:
         pixels: Boolean mask (rows, cols) of the pixels of interest (e.g. GT water).
@@ -90,8 +94,11 @@ def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir
                 selected = pixels[rows]
                 count = int(selected.sum())
                 if count:
-                    green = src.read(green_band, window=block)[selected]
-                    nir = src.read(nir_band, window=block)[selected]
+                    cols = np.flatnonzero(selected.any(axis=0))
+                    window = Window(int(cols[0]), block.row_off, int(cols[-1] - cols[0] + 1), block.height)
+                    inner = selected[:, cols[0]:cols[-1] + 1]
+                    green = src.read(green_band, window=window)[inner]
+                    nir = src.read(nir_band, window=window)[inner]
                     np.minimum(minimum[start:start + count], ndwi(green, nir), out=minimum[start:start + count])
                 start += count
     return minimum

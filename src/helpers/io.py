@@ -29,6 +29,8 @@ GTIFF_PROFILE: dict[str, Any] = {
     "compress": "deflate",
     "predictor": 2,
     "zlevel": 1,
+    "interleave": "band",  # reading one band (B01, or B03+B08 for NDWI) does not decode the others
+    "num_threads": "all_cpus",  # parallel deflate; the bytes are the same as single-threaded
     "BIGTIFF": "IF_SAFER",
 }
 """Creation options of the pipeline's GeoTIFFs (lossless, tiled, fast to write)."""

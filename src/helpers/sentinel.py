@@ -39,6 +39,8 @@ SPECTRAL_BANDS = frozenset(ESA_BAND_IDS)
 OFFSET_BASELINE = 4.0
 """Processing baseline from which products carry DN = reflectance * 10000 + 1000."""
 DEFAULT_OFFSET = -1000
+INGEST_CACHE_MB = 256
+"""GDAL block-cache limit while ingesting, in MB."""
 
 _BAND_FILE_RE = re.compile(
     r"(?:^|_)(?:MSK_)?(B0[1-9]|B1[0-2]|B8A|AOT|WVP|SCL|CLDPRB|SNWPRB|CLD|SNW)(?:_(\d+)m)?\.(?:jp2|tiff?)$",
@@ -331,7 +333,9 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
                     sources[band].append(rasterio.open(path))
                 except RasterioError as error:
                     raise InputError(f"{path}: not a readable raster ({str(error).splitlines()[0]})") from None
-        with atomic_path(out_path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        # a bounded block cache keeps memory independent of the machine's RAM (GDAL's default is 5 % of it)
+        with rasterio.Env(GDAL_CACHEMAX=INGEST_CACHE_MB), atomic_path(out_path) as tmp, \
+                rasterio.open(tmp, "w", **profile) as dst:
             blocks = list(grid.row_blocks(block_rows))
             bar = tqdm(blocks, desc=f"ingest {product.path.name[:40]}", disable=None if progress else True, leave=False)
             for block in bar:
