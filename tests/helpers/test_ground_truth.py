@@ -188,7 +188,7 @@ def test_min_ndwi_over_the_scenes(prepared: Config) -> None:
     water = gt == WATER
     scenes = [prepared.scene_path(date) for date in prepared.training_pool]
     grid = scene_grid(prepared)
-    minimum = min_ndwi_at(water, scenes, 3, 8, grid, block_rows=7)
+    minimum = min_ndwi_at(water, scenes, 3, 8, grid, block=7)
     np.testing.assert_array_equal(minimum, expected_min_ndwi([0, 1])[water])
     np.testing.assert_array_equal(min_ndwi_at(water, scenes[1:], 3, 8, grid), expected_min_ndwi([1])[water])
 
