@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from shapely.geometry.base import BaseGeometry
 from tqdm import tqdm
 
 from helpers.config import SPLITS, Config, format_threshold
@@ -73,10 +74,10 @@ def _require(path: Path, hint: str) -> Path:
     return path
 
 
-def scene_grid(config: Config) -> SceneGrid:
-    """The 10 m grid of the study area: the AOI's bounds snapped outwards to the pixel size."""
+def study_area(config: Config) -> tuple[BaseGeometry, SceneGrid]:
+    """The AOI in the target CRS and the study area's 10 m grid (its bounds snapped outwards)."""
     aoi = read_area_of_interest(config.aoi_file, config.crs)
-    return grid_from_bounds(aoi.bounds, config.crs, config.resolution)
+    return aoi, grid_from_bounds(aoi.bounds, config.crs, config.resolution)
 
 
 # ---------------------------------------------------------------------- step 01
@@ -88,8 +89,7 @@ def clip_sentinel(config: Config, date: str, level: str | None = None, force: bo
     say(f"[01] clip Sentinel-2 {date} {level}")
     if _skip(out, force, say):
         return StepResult(out, True)
-    aoi = read_area_of_interest(config.aoi_file, config.crs)
-    grid = grid_from_bounds(aoi.bounds, config.crs, config.resolution)
+    aoi, grid = study_area(config)
     bands = config.bands(level)
     product = open_product(find_product(config.raw_sentinel_dir(level), date), bands)
     tags = ingest_product(product, bands, grid, aoi, out, progress=progress)
@@ -112,7 +112,7 @@ def rasterize_shapefile(config: Config, level: str | None = None, force: bool = 
     say(f"[02] rasterize ground truth {config.gt_file.name} ('{config.gt_attribute}')")
     if _skip(out, force, say):
         return StepResult(out, True)
-    grid = scene_grid(config)
+    _, grid = study_area(config)
     reference = config.scene_path(config.reference, level)
     if reference.exists():
         check_same_grid(reference, grid, config.aoi_file)
