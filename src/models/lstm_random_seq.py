@@ -1,0 +1,27 @@
+"""Fine-tune FCN+ConvLSTM on variable sequences: every batch draws its dates from the training pool.
+
+For each batch, --timesteps dates (default 6) are drawn without replacement from the pool of
+the config (ten images in the paper) and sorted chronologically; only tiles present on all of
+them are used.
+
+Usage: python lstm_random_seq.py [--config CONFIG] [--base-model NAME] [--timesteps N] [--epochs N] ...
+Watch it with: tensorboard --logdir=reports/logs
+"""
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers.errors import run_cli
+from helpers.trainers import RANDOM_SCRIPT, train
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    train(RANDOM_SCRIPT, __doc__.splitlines()[0], argv)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
