@@ -20,11 +20,24 @@ $(STAMP): requirements.txt
 	$(PY) -m pip install --quiet -r requirements.txt
 	touch $(STAMP)
 
+# Small training settings for the demo (the paper's defaults are 100 steps x up to 1000 epochs,
+# full width): a quarter-width U-Net, then both FCN+ConvLSTM variants fine-tuned from it.
+# A model that already exists is not trained again (delete models/demo/ to retrain).
+DEMO_MODELS := models/demo
+DEMO_FCN := --width 0.25 --batch-size 32 --steps 25 --val-steps 5 --epochs 25 --learning-rate 0.003 --seed 1
+DEMO_LSTM := --batch-size 16 --steps 25 --val-steps 5 --epochs 12 --seed 1
+
 demo: $(STAMP)
 	$(PY) src/data_processing/00_make_demo_data.py --config $(CONFIG)
 	$(PY) src/data_processing/08a_process_train_batch.py --config $(CONFIG)
 	$(PY) src/data_processing/08b_process_new_batch.py --config $(CONFIG)
 	$(PY) src/data_processing/preprocessing_summary.py --config $(CONFIG)
+	test -f $(DEMO_MODELS)/baseline_cnn_01.keras || $(PY) src/models/baseline_cnn.py --config $(CONFIG) $(DEMO_FCN)
+	test -f $(DEMO_MODELS)/lstm_fixed_seq_01.keras || $(PY) src/models/lstm_fixed_seq.py --config $(CONFIG) \
+		--base-model baseline_cnn_01 $(DEMO_LSTM)
+	test -f $(DEMO_MODELS)/lstm_random_seq_01.keras || $(PY) src/models/lstm_random_seq.py --config $(CONFIG) \
+		--base-model baseline_cnn_01 $(DEMO_LSTM)
+	$(PY) src/models/runs_summary.py --config $(CONFIG)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
@@ -36,10 +49,12 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/preprocessing.py
 	$(PY) benchmarks/ingest.py
+	$(PY) benchmarks/training_input.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/preprocessing.py --quick
 	$(PY) benchmarks/ingest.py --quick
+	$(PY) benchmarks/training_input.py --quick
 
 clean-demo:
-	rm -rf data/demo/processed
+	rm -rf data/demo/processed models/demo reports/demo

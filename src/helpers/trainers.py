@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,8 @@ from helpers.training import (
     save_run_metadata,
     setting,
 )
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines; its warnings and errors stay
 
 FCN_SCRIPT = "baseline_cnn"
 FIXED_SCRIPT = "lstm_fixed_seq"

@@ -36,10 +36,11 @@ def _quiet(message: str) -> None:
 def write_config(folder: Path, **changes: str) -> Path:
     """A copy of configs/demo.toml with its data, models and reports under ``folder``."""
     text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-    text = text.replace('data_root = "data/demo"', f'data_root = "{folder / "data"}"')
-    text = text.replace('models_root = "models"', f'models_root = "{folder / "models"}"')
-    text = text.replace('reports_root = "reports"', f'reports_root = "{folder / "reports"}"')
+    changes = {'data_root = "data/demo"': f'data_root = "{folder / "data"}"',
+               'models_root = "models/demo"': f'models_root = "{folder / "models"}"',
+               'reports_root = "reports/demo"': f'reports_root = "{folder / "reports"}"', **changes}
     for old, new in changes.items():
+        assert old in text, f"configs/demo.toml no longer contains {old!r}"
         text = text.replace(old, new)
     path = folder / "config.toml"
     path.write_text(text, encoding="utf-8")
@@ -64,6 +65,7 @@ def area(tiles_area: Path, tmp_path: Path) -> Config:
     At this size the partly covered 2015-12-31 keeps no validation tile, so it leaves the pool.
     """
     text = (tiles_area / "config.toml").read_text(encoding="utf-8")
+    assert 'training_pool = ["20151231", ' in text
     text = text.replace('training_pool = ["20151231", ', 'training_pool = [')
     text = text.replace(str(tiles_area / "models"), str(tmp_path / "models"))
     text = text.replace(str(tiles_area / "reports"), str(tmp_path / "reports"))
