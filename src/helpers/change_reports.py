@@ -1,0 +1,112 @@
+"""Change detection of a classified model: reading its class maps, writing maps and reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rasterio.features import rasterize
+
+from helpers.change_detection import (
+    CHANGE_COLOUR,
+    CHANGE_ID,
+    UNSTABLE_COLOUR,
+    UNSTABLE_ID,
+    change_map,
+    compare_maps,
+    score_against_true_changes,
+    summarise,
+)
+from helpers.config import Config
+from helpers.errors import InputError
+from helpers.grid import check_same_grid, grid_of_raster
+from helpers.io import read_raster, write_json_atomic, write_raster, write_text_atomic
+from helpers.previews import write_class_png
+from helpers.runs import check_model_name
+from helpers.vector import read_vector
+
+
+def classified_dir(config: Config, model_name: str) -> Path:
+    """Folder of a model's classification outputs."""
+    return config.processed_dir / "classified" / model_name
+
+
+def class_map_path(config: Config, model_name: str, combination: int) -> Path:
+    """Class map of one date combination (written by classify.py)."""
+    return classified_dir(config, model_name) / f"{model_name}_combination_{combination}_class.tif"
+
+
+def detect_changes(config: Config, model_name: str) -> dict:
+    """Compare the class maps of all combinations with the GT; write the change map and reports.
+
+    Returns:
+        The report (also written as JSON and text under ``reports/logs_and_plots/{MODEL}/``).
+
+    Raises:
+        InputError: Unknown model name, missing class maps or GT, grids that differ.
+    """
+    name = check_model_name(model_name)
+    if not config.combinations:
+        raise InputError(f"{config.source}: config key 'dates.combinations': no date combinations configured")
+    paths = [class_map_path(config, name, k) for k in range(len(config.combinations))]
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: class map missing; run src/predict/classify.py {name} --combination all")
+    gt_path = config.gt_path
+    if not gt_path.is_file():
+        raise InputError(f"{gt_path}: ground truth missing; run 08a_process_train_batch.py first")
+    grid = grid_of_raster(gt_path)
+    for path in paths:
+        check_same_grid(path, grid, gt_path)
+    gt, profile = read_raster(gt_path, 1)
+    maps = [read_raster(path, 1)[0] for path in paths]
+    result = compare_maps(maps, gt, config.unclassifiable_id)
+    classes = [c for c in config.classes if c.id != config.unclassifiable_id]
+    report = {"model": name, "combinations": [list(c) for c in config.combinations],
+              **summarise(result, gt, [c.id for c in classes], [c.name for c in classes])}
+    if config.true_change_file is not None:
+        frame = read_vector(config.true_change_file, "true-change", str(grid.crs))
+        true = rasterize(((g, 1) for g in frame.geometry), out_shape=(grid.height, grid.width),
+                         transform=grid.transform, fill=0, dtype="uint8").astype(bool)
+        report["true_change"] = score_against_true_changes(result, true)
+
+    out_dir = classified_dir(config, name)
+    values = change_map(result, gt)
+    write_raster(out_dir / f"{name}_change_map.tif", values, profile, ["change"],
+                 {"VALUES": f"1-{max(c.id for c in classes)} stable (GT class), {CHANGE_ID} robust change to GT, "
+                            f"{UNSTABLE_ID} unstable, 0 not evaluated"})
+    colours = {c.id: c.colour for c in config.classes} | {CHANGE_ID: CHANGE_COLOUR, UNSTABLE_ID: UNSTABLE_COLOUR}
+    write_class_png(out_dir / f"{name}_change_map.png", values, colours)
+    reports = config.reports_root / "logs_and_plots" / name
+    write_json_atomic(reports / f"{name}_change_detection.json", report)
+    text = format_report(report)
+    write_text_atomic(reports / f"{name}_change_detection.txt", text + "\n")
+    return report
+
+
+def format_report(report: dict) -> str:
+    """The change-detection report as a readable text table."""
+    overall = report["overall"]
+    lines = [f"Change detection: {report['model']} over {len(report['combinations'])} date combinations",
+             "(stable: all maps = GT; robust change: all maps agree on another class; unstable: maps disagree)",
+             f"{'GT class':<36} {'pixels':>9} {'stable':>8} {'robust':>8} {'unstable':>9}"]
+    rows = [("all", overall), *report["per_class"].items()]
+    for label, row in rows:
+        lines.append(f"{label:<36} {row['n_pixels']:>9} {100 * row['stable']:>7.2f}% "
+                     f"{100 * row['robust_change']:>7.2f}% {100 * row['unstable']:>8.2f}%")
+    lines.append("Change matrix (robust changes, GT class -> class of all maps):")
+    for source, targets in report["change_matrix"].items():
+        lines.append(f"  {source} -> " + ", ".join(f"{t}: {n}" for t, n in targets.items()))
+    if "true_change" in report:
+        t = report["true_change"]
+        lines.append(f"Against the true changes ({t['true_change_pixels']} px): precision {t['precision']:.3f}, "
+                     f"recall {t['recall']:.3f}, F1 {t['f1']:.3f}")
+    return "\n".join(lines)
+
+
+def load_report(config: Config, model_name: str) -> dict:
+    """A written change-detection report."""
+    path = config.reports_root / "logs_and_plots" / model_name / f"{model_name}_change_detection.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
