@@ -38,6 +38,14 @@ demo: $(STAMP)
 	test -f $(DEMO_MODELS)/lstm_random_seq_01.keras || $(PY) src/models/lstm_random_seq.py --config $(CONFIG) \
 		--base-model baseline_cnn_01 $(DEMO_LSTM)
 	$(PY) src/models/runs_summary.py --config $(CONFIG)
+	for m in baseline_cnn_01 lstm_fixed_seq_01 lstm_random_seq_01; do \
+		test -f reports/demo/logs_and_plots/$$m/metrics.json || \
+			$(PY) src/predict/metrics.py $$m --config $(CONFIG) || exit 1; \
+		test -f data/demo/processed/classified/$$m/$${m}_classification.json || \
+			$(PY) src/predict/classify.py $$m --combination all --config $(CONFIG) || exit 1; \
+		$(PY) src/predict/change_detection.py $$m --config $(CONFIG) > /dev/null || exit 1; \
+	done
+	$(PY) src/predict/demo_summary.py --config $(CONFIG)
 
 test: $(STAMP)
 	$(PY) -m ruff check src tests benchmarks
@@ -50,11 +58,13 @@ bench: $(STAMP)
 	$(PY) benchmarks/preprocessing.py
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/training_input.py
+	$(PY) benchmarks/classification.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/preprocessing.py --quick
 	$(PY) benchmarks/ingest.py --quick
 	$(PY) benchmarks/training_input.py --quick
+	$(PY) benchmarks/classification.py --quick
 
 clean-demo:
-	rm -rf data/demo/processed models/demo reports/demo
+	rm -rf data/demo/processed models/demo reports/demo reports/demo_summary.md

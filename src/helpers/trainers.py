@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from helpers.config import Config, load_config
@@ -65,7 +65,7 @@ def _normaliser(config: Config, level: str, dates: Sequence[str], base: RunPaths
 
 
 def train(script: str, description: str, argv: Sequence[str] | None = None, say=_print,
-          extra_callbacks: list | None = None) -> dict[str, Any]:
+          extra_callbacks: list | None = None, evaluate: Callable[..., Any] | None = None) -> dict[str, Any]:
     """Parse the flags of a training script and run it.
 
     Args:
@@ -74,6 +74,8 @@ def train(script: str, description: str, argv: Sequence[str] | None = None, say=
         argv: Arguments (default: the command line).
         say: Printer.
         extra_callbacks: Additional Keras callbacks (tests).
+        evaluate: Called as ``evaluate(run, "test", model=model, config=config)`` after training
+            unless ``--no-eval`` (the scripts pass ``metrics.get_metrics_and_cm``).
 
     Returns:
         The training summary (see :func:`helpers.training.fit_and_save`).
@@ -161,4 +163,6 @@ def train(script: str, description: str, argv: Sequence[str] | None = None, say=
         f"epochs, {model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s)")
     summary = fit_and_save(model, train_data, val_data, paths, epochs, base_lr, flags.get("patience", 20),
                            min_delta, baseline, flags.get("quiet", False), say, extra_callbacks)
+    if evaluate is not None and not flags.get("no_eval", False):
+        evaluate(paths.run, "test", model=model, config=config)
     return summary

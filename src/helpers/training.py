@@ -64,6 +64,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, config_defaults: dic
                         help="continue an interrupted run (default: the newest one of this script) with the flags "
                              "it was started with")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch progress bar")
+    parser.add_argument("--no-eval", action="store_true",
+                        help="skip the test-split evaluation (metrics.py) after training")
 
 
 @dataclass(frozen=True)

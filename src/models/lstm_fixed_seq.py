@@ -5,6 +5,7 @@ applied to every date with TimeDistributed and followed by a bidirectional ConvL
 two directions are averaged; the whole network is fine-tuned.
 
 Usage: python lstm_fixed_seq.py [--config CONFIG] [--base-model NAME] [--epochs N] [--steps N] ...
+After training it evaluates the model on the test split (metrics.py) unless --no-eval.
 Watch it with: tensorboard --logdir=reports/logs
 """
 
@@ -16,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.errors import run_cli
 from helpers.trainers import FIXED_SCRIPT, train
+from predict.metrics import get_metrics_and_cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    train(FIXED_SCRIPT, __doc__.splitlines()[0], argv)
+    train(FIXED_SCRIPT, __doc__.splitlines()[0], argv, evaluate=get_metrics_and_cm)
     return 0
 
 

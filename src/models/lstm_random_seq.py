@@ -5,6 +5,7 @@ the config (ten images in the paper) and sorted chronologically; only tiles pres
 them are used.
 
 Usage: python lstm_random_seq.py [--config CONFIG] [--base-model NAME] [--timesteps N] [--epochs N] ...
+After training it evaluates the model on the test split (metrics.py) unless --no-eval.
 Watch it with: tensorboard --logdir=reports/logs
 """
 
@@ -16,10 +17,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.errors import run_cli
 from helpers.trainers import RANDOM_SCRIPT, train
+from predict.metrics import get_metrics_and_cm
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    train(RANDOM_SCRIPT, __doc__.splitlines()[0], argv)
+    train(RANDOM_SCRIPT, __doc__.splitlines()[0], argv, evaluate=get_metrics_and_cm)
     return 0
 
 

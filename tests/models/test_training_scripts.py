@@ -25,7 +25,8 @@ from helpers.models import is_sequence_model, load_model
 from helpers.paths import REPO_ROOT
 from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT, train
 
-TINY = ["--width", "0.0625", "--batch-size", "8", "--steps", "5", "--val-steps", "1", "--seed", "3", "--quiet"]
+TINY = ["--width", "0.0625", "--batch-size", "8", "--steps", "5", "--val-steps", "1", "--seed", "3", "--quiet",
+        "--no-eval"]
 TINY_LSTM = ["--batch-size", "4", "--steps", "4", "--val-steps", "1", "--seed", "3", "--quiet"]
 
 
@@ -159,12 +160,15 @@ def run_script(script: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(area: Config) -> None:
-    result = run_script(FCN_SCRIPT, "--config", str(area.source), *TINY, "--epochs", "1", "--strategy", "mirrored",
-                        "--logical-cpus", "2")
+    with_eval = [flag for flag in TINY if flag != "--no-eval"]
+    result = run_script(FCN_SCRIPT, "--config", str(area.source), *with_eval, "--epochs", "1", "--strategy",
+                        "mirrored", "--logical-cpus", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "2 replica(s)" in result.stdout
     assert (area.models_root / "baseline_cnn_01.keras").is_file()
+    metrics = area.reports_root / "logs_and_plots" / "baseline_cnn_01" / "metrics.json"
+    assert json.loads(metrics.read_text())["split"] == "test", "the script evaluates after training"
 
 
 def _assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:

@@ -1,0 +1,49 @@
+"""Classify the new dates of every date combination over the whole scene into georeferenced maps.
+
+Usage: python classify.py MODEL_NAME [--combination K|all] [--fast [--compare]] [--batch-size N] [--config CONFIG]
+
+Faithful mode (default): the original's 32x32 windows on a 16-px stride, the centre 16x16 kept,
+the scene border covered too. --fast: 320x320 windows with a 32-px margin (--compare also runs
+faithful mode and prints the pixel agreement of the two class maps). Writes GeoTIFFs
+(probabilities, class map, confidence) and PNG previews under
+{data_root}/processed/classified/{MODEL_NAME}/.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers.config import load_config
+from helpers.errors import InputError, run_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model_name", metavar="MODEL_NAME", help="a model in the config's models folder")
+    parser.add_argument("--combination", default="all", help="combination number (1-based) or 'all' (default)")
+    parser.add_argument("--fast", action="store_true", help="large windows with a margin instead of 32x32 tiles")
+    parser.add_argument("--compare", action="store_true",
+                        help="with --fast: also run faithful mode and print the pixel agreement")
+    parser.add_argument("--batch-size", type=int, default=None, help="windows per model call (default: automatic)")
+    parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
+    args = parser.parse_args(argv)
+    if args.compare and not args.fast:
+        raise InputError("--compare needs --fast (it compares the fast maps with faithful mode)")
+    config = load_config(args.config)
+
+    from helpers.classification import classify_model, output_dir, select_combinations
+
+    ks = select_combinations(config, args.combination)
+    mode = "fast" if args.fast else "faithful"
+    results = classify_model(config, args.model_name, ks, mode, batch_size=args.batch_size, progress=None,
+                             compare=args.compare)
+    total = sum(r.seconds for r in results)
+    print(f"{len(results)} combination(s) in {total:.1f} s; maps in {output_dir(config, Path(args.model_name).stem)}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,84 @@
+"""One table of the whole study: per model accuracy, kappa, F1 of grassland and farmland, robust change.
+
+Reads what metrics.py and change_detection.py wrote for the newest run of each training
+script, prints the table and writes it with links to the plots as Markdown.
+
+Usage: python demo_summary.py [--config CONFIG] [--out reports/demo_summary.md]
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from helpers.config import load_config
+from helpers.errors import InputError, run_cli
+from helpers.io import write_text_atomic
+from helpers.paths import resolve_from_root
+from helpers.runs import newest_model
+from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
+
+COLUMNS = ("model", "OA", "kappa", "F1 grassland", "F1 farmland", "robust change", "change precision",
+           "change recall")
+
+
+def _read(path: Path) -> dict:
+    if not path.is_file():
+        raise InputError(f"{path}: missing; run metrics.py, classify.py and change_detection.py first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _f1(metrics: dict, fragment: str) -> str:
+    for name, row in metrics["per_class"].items():
+        if fragment in name.lower():
+            return f"{row['f1']:.3f}"
+    return "-"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
+    parser.add_argument("--out", default="reports/demo_summary.md", help="Markdown file (relative to the repo root)")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    rows, plots = [], []
+    for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT):
+        run = newest_model(config.models_root, script)
+        if run is None:
+            continue
+        folder = config.reports_root / "logs_and_plots" / run
+        metrics = _read(folder / "metrics.json")
+        change = _read(folder / f"{run}_change_detection.json")
+        true = change.get("true_change", {})
+        rows.append((run, f"{metrics['overall_accuracy']:.3f}", f"{metrics['kappa']:.3f}",
+                     _f1(metrics, "grass"), _f1(metrics, "farm"),
+                     f"{100 * change['overall']['robust_change']:.2f} %",
+                     f"{true['precision']:.3f}" if true else "-", f"{true['recall']:.3f}" if true else "-"))
+        plots.extend(sorted(folder.glob("*.png")))
+        plots.extend(sorted((config.processed_dir / "classified" / run).glob("*change_map.png")))
+    if not rows:
+        raise InputError(f"{config.models_root}: no trained model")
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)))
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    out = resolve_from_root(args.out)
+    lines = [f"# Summary: {config.name}", "",
+             "Test split of the evaluation dates (unclassifiable pixels removed); robust change = share of GT "
+             "pixels where the class maps of all date combinations agree on a class other than the GT's "
+             "(this project's definition); change precision/recall against the true-change file.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    lines += ["", "## Plots", ""]
+    lines += [f"- [{p.name}]({os.path.relpath(p, out.parent)})" for p in plots]
+    write_text_atomic(out, "\n".join(lines) + "\n")
+    print(f"written: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,178 @@
+"""metrics.py and ensemble_avg.py on a tiny demo study area with tiny untrained models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import pipeline
+from helpers.config import Config, load_config
+from helpers.demo_data import generate_demo
+from helpers.errors import InputError, run_cli
+from helpers.evaluation import score
+from helpers.generators import Normaliser, load_tiles
+from helpers.paths import REPO_ROOT
+from predict import ensemble_avg, metrics
+
+SCRIPTS = REPO_ROOT / "src" / "predict"
+REPORT_FILES = {"metrics.json", "{m}_log.txt", "{m}_confusion_matrix.png", "{m}_confusion_matrix.pdf",
+                "{m}_confusion_matrix_normalised.png", "{m}_confusion_matrix_normalised.pdf"}
+MEAN, STD = [1500.0] * 13, [1000.0] * 13
+MODELS: dict[str, object] = {}
+"""The fixture's models in memory (the same weights as the saved files)."""
+
+pytestmark = pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
+
+
+def _quiet(message: str) -> None:
+    del message
+
+
+def write_config(folder: Path) -> Path:
+    """A copy of configs/demo.toml with its data, models and reports under ``folder``."""
+    text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
+    for key, sub in (("data_root", "data/demo"), ("models_root", "models/demo"), ("reports_root", "reports/demo")):
+        old = f'{key} = "{sub}"'
+        assert old in text, f"configs/demo.toml no longer contains {old!r}"
+        text = text.replace(old, f'{key} = "{folder / sub.split("/")[0]}"')
+    path = folder / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _save(model, config: Config, name: str, normalisation: bool = True) -> None:
+    from helpers.training import compile_model
+
+    compile_model(model, config, 1e-3)
+    config.models_root.mkdir(parents=True, exist_ok=True)
+    model.save(config.models_root / f"{name}.keras")
+    MODELS[name] = model
+    if normalisation:
+        (config.models_root / f"{name}_normalisation.json").write_text(json.dumps({"mean": MEAN, "std": STD}))
+
+
+@pytest.fixture(scope="module")
+def area(tmp_path_factory: pytest.TempPathFactory) -> Config:
+    """A 168x168 px demo area with test tiles, two tiny FCN runs, a tiny FCN+LSTM and a 12-band FCN."""
+    import keras
+
+    from helpers.models import build_fcn_lstm, build_unet
+
+    folder = tmp_path_factory.mktemp("metrics_area")
+    config = load_config(write_config(folder))
+    generate_demo(config, seed=1, size=168)
+    pipeline.process_batch(config, config.training_pool, "L1C", "TRAIN", say=_quiet)
+    keras.utils.set_random_seed(1)
+    fcn = build_unet(n_bands=13, n_classes=8, width=0.0625)
+    _save(fcn, config, "baseline_cnn_01")
+    _save(build_unet(n_bands=13, n_classes=8, width=0.0625), config, "baseline_cnn_02")
+    _save(build_fcn_lstm(fcn, timesteps=len(config.evaluation), tile_size=32), config, "lstm_fixed_seq_01")
+    _save(build_unet(n_bands=12, n_classes=8, width=0.0625), config, "baseline_cnn_09", normalisation=False)
+    return config
+
+
+_MANUAL: dict[tuple[Path, str], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _manual_probabilities(config: Config, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax of a saved FCN on every evaluation date's test tiles, the saved normalisation, pooled."""
+    key = (config.models_root, name)
+    if key not in _MANUAL:
+        _MANUAL[key] = _predict_by_hand(MODELS[name], config)
+    return _MANUAL[key]
+
+
+def _predict_by_hand(model, config: Config) -> tuple[np.ndarray, np.ndarray]:
+    normaliser = Normaliser.from_values(MEAN, STD)
+    truth, probs = [], []
+    for date in config.evaluation:
+        tiles = load_tiles(config, date, "test")
+        probs.append(model.predict(normaliser(np.asarray(tiles.x)), batch_size=32, verbose=0))
+        truth.append(np.asarray(tiles.y))
+    return np.concatenate(truth), np.concatenate(probs)
+
+
+def _report_dir(config: Config, name: str) -> Path:
+    return config.reports_root / "logs_and_plots" / name
+
+
+def _check_report(config: Config, name: str) -> dict:
+    folder = _report_dir(config, name)
+    assert {p.name for p in folder.iterdir()} == {f.format(m=name) for f in REPORT_FILES}
+    return json.loads((folder / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("cwd", ["root", "predict"])
+def test_script_from_root_and_from_its_folder(area: Config, cwd: str) -> None:
+    name = "baseline_cnn_01"
+    script = ["src/predict/metrics.py"] if cwd == "root" else ["metrics.py"]
+    result = subprocess.run([sys.executable, *script, name, "--config", str(area.source)], capture_output=True,
+                            text=True, cwd=REPO_ROOT if cwd == "root" else SCRIPTS, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "overall accuracy" in result.stdout and "Farmland" in result.stdout
+    saved = _check_report(area, name)
+    assert saved["model"] == name and saved["split"] == "test"
+    truth, probs = _manual_probabilities(area, name)
+    expected = score(truth, np.argmax(probs, axis=-1) + 1, area.class_ids, [c.name for c in area.classes], 8)
+    assert saved["confusion_matrix"] == expected["confusion_matrix"]
+    assert saved["overall_accuracy"] == pytest.approx(expected["overall_accuracy"])
+
+
+def test_in_memory_models_fcn_and_sequence(area: Config) -> None:
+    result = metrics.get_metrics_and_cm("baseline_cnn_02", model=MODELS["baseline_cnn_02"], config=area, say=_quiet)
+    assert result == _check_report(area, "baseline_cnn_02")
+    sequences = metrics.get_metrics_and_cm("lstm_fixed_seq_01", split="valid", model=MODELS["lstm_fixed_seq_01"],
+                                           config=area, say=_quiet)
+    assert _check_report(area, "lstm_fixed_seq_01")["split"] == "valid"
+    sets = [load_tiles(area, d, "valid") for d in area.evaluation]
+    common = set.intersection(*(set(t.endings) for t in sets))
+    first = sets[0]
+    gt = np.asarray(first.y)[[i for i, e in enumerate(first.endings) if e in common]]
+    assert sequences["n_pixels"] == int(((gt != 0) & (gt != 8)).sum()) > 0
+
+
+def test_ensemble_is_the_mean_softmax(area: Config) -> None:
+    result = ensemble_avg.evaluate_ensemble("baseline_cnn", ensemble_avg.parse_runs("12"), config=area, say=_quiet)
+    assert result == _check_report(area, "baseline_cnn_ensemble_12")
+    truth, p1 = _manual_probabilities(area, "baseline_cnn_01")
+    _, p2 = _manual_probabilities(area, "baseline_cnn_02")
+    mean = (p1.astype(np.float64) + p2) / 2
+    expected = score(truth, np.argmax(mean, axis=-1) + 1, area.class_ids, [c.name for c in area.classes], 8)
+    assert result["confusion_matrix"] == expected["confusion_matrix"]
+    assert ensemble_avg.parse_runs("1,3,12") == [1, 3, 12]
+    assert ensemble_avg.ensemble_label([1, 3, 12]) == "01_03_12"
+    with pytest.raises(InputError):
+        ensemble_avg.parse_runs("1a")
+
+
+@pytest.mark.parametrize(("module", "argv", "message"), [
+    (metrics, ["baseline_cnn_77"], "unknown model"),
+    (metrics, ["../x"], "not a plain name"),
+    (metrics, ["baseline_cnn_09"], "12 bands"),
+    (ensemble_avg, ["baseline_cnn", "--runs", "17"], "unknown model"),
+    (ensemble_avg, ["../baseline_cnn", "--runs", "1"], "not a plain name"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(area: Config, capsys: pytest.CaptureFixture, module, argv,
+                                                  message: str) -> None:
+    before = sorted(area.reports_root.rglob("*")) if area.reports_root.exists() else []
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(module.main, [*argv, "--config", str(area.source)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert "Traceback" not in "\n".join(err)
+    after = sorted(area.reports_root.rglob("*")) if area.reports_root.exists() else []
+    assert after == before
+
+
+def test_bad_name_from_the_command_line(area: Config) -> None:
+    result = subprocess.run([sys.executable, "metrics.py", "../x", "--config", str(area.source)], capture_output=True,
+                            text=True, cwd=SCRIPTS, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
