@@ -373,18 +373,18 @@ def load_normaliser(config: Config, model_name: str, n_bands: int) -> Normaliser
 
 
 def select_combinations(config: Config, which: str | int) -> list[int]:
-    """1-based combination numbers from ``"all"`` or a number."""
+    """Combination numbers (0-based, as the original's classify.py) from ``"all"`` or a number."""
     count = len(config.combinations)
     if count == 0:
         raise InputError(f"{config.source}: no date combinations configured (dates.combinations)")
     if str(which).lower() == "all":
-        return list(range(1, count + 1))
+        return list(range(count))
     try:
         k = int(which)
     except ValueError:
         raise InputError(f"combination '{which}' is neither a number nor 'all'") from None
-    if not 1 <= k <= count:
-        raise InputError(f"combination {k} does not exist (the config has 1..{count})")
+    if not 0 <= k < count:
+        raise InputError(f"combination {k} does not exist (the config has 0..{count - 1})")
     return [k]
 
 
@@ -397,7 +397,7 @@ def check_stacks(config: Config, ks: Sequence[int], level: str | None, n_bands: 
     level = config.check_level(level)
     stacks: dict[str, Path] = {}
     for k in ks:
-        for date in config.combinations[k - 1]:
+        for date in config.combinations[k]:
             path = config.merged_path(date, level, "NEW")
             if not path.is_file():
                 raise InputError(f"{path}: no NEW stack for date {date} of combination {k}; run "
@@ -472,7 +472,7 @@ def classify_model(
     Args:
         config: The study area.
         model_name: A model under the config's models root (a plain name).
-        ks: 1-based combination numbers.
+        ks: Combination numbers (0-based).
         mode: ``"faithful"`` or ``"fast"``.
         batch_size: Windows per model call (default: about 2**18 input pixels per call).
         progress: Progress bar (None: only on a terminal).
@@ -511,7 +511,7 @@ def classify_model(
                          f"NEW stacks have {n_bands} (model and data do not match)")
     n_classes = model_classes(model)
     sequence = is_sequence_model(model)
-    first = stacks[config.combinations[ks[0] - 1][0]]
+    first = stacks[config.combinations[ks[0]][0]]
     with open_raster(first) as src:
         profile = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
@@ -540,7 +540,7 @@ def classify_model(
             summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
     results = []
     for k in ks:
-        dates = tuple(sorted(config.combinations[k - 1]))
+        dates = tuple(sorted(config.combinations[k]))
         started = time.perf_counter()
         probabilities, window, margin = run(dates, mode)
         seconds = time.perf_counter() - started
@@ -575,5 +575,5 @@ def classify_model(
 
 def classify_combination(config: Config, model_name: str, k: int, mode: str = "faithful",
                          **options: Any) -> CombinationResult:
-    """Classify one date combination (1-based ``k``); see :func:`classify_model` for the options."""
+    """Classify one date combination (0-based ``k``); see :func:`classify_model` for the options."""
     return classify_model(config, model_name, select_combinations(config, k), mode, **options)[0]

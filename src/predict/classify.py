@@ -23,7 +23,8 @@ from helpers.errors import InputError, run_cli
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model_name", metavar="MODEL_NAME", help="a model in the config's models folder")
-    parser.add_argument("--combination", default="all", help="combination number (1-based) or 'all' (default)")
+    parser.add_argument("--combination", default="all",
+                        help="combination number (0-based, as the original) or 'all' (default)")
     parser.add_argument("--fast", action="store_true", help="large windows with a margin instead of 32x32 tiles")
     parser.add_argument("--compare", action="store_true",
                         help="with --fast: also run faithful mode and print the pixel agreement")

@@ -84,11 +84,11 @@ def out_dir(config_path: Path, model: str) -> Path:
 
 
 def test_classify_writes_georeferenced_maps_and_previews(area: Path) -> None:
-    result = run(MODEL, "--combination", "2", "--config", str(area), cwd=REPO_ROOT / "src" / "predict")
+    result = run(MODEL, "--combination", "1", "--config", str(area), cwd=REPO_ROOT / "src" / "predict")
     assert result.returncode == 0, result.stderr
-    assert "combination 2" in result.stdout
+    assert "combination 1" in result.stdout
     folder = out_dir(area, MODEL)
-    stem = folder / f"{MODEL}_combination_2"
+    stem = folder / f"{MODEL}_combination_1"
     with rasterio.open(stem.with_name(stem.name + "_probabilities.tif")) as src:
         assert (src.count, src.dtypes[0], src.crs.to_epsg(), src.transform) == (8, "float32", 32633, TRANSFORM)
         probabilities = src.read()
@@ -104,15 +104,15 @@ def test_classify_writes_georeferenced_maps_and_previews(area: Path) -> None:
     np.testing.assert_allclose(confidence[:, 6:], probabilities[:, :, 6:].max(axis=0))
     assert stem.with_name(stem.name + "_class.png").is_file()
     summary = json.loads((folder / f"{MODEL}_classification.json").read_text())
-    assert summary["combinations"]["2"]["dates"] == list(DATES)
-    assert summary["combinations"]["2"]["mode"] == "faithful" and summary["combinations"]["2"]["window"] == 32
+    assert summary["combinations"]["1"]["dates"] == list(DATES)
+    assert summary["combinations"]["1"]["mode"] == "faithful" and summary["combinations"]["1"]["window"] == 32
 
 
 def test_fast_mode_reports_agreement_with_faithful(area: Path) -> None:
-    result = run(MODEL, "--combination", "1", "--fast", "--compare", "--config", str(area))
+    result = run(MODEL, "--combination", "0", "--fast", "--compare", "--config", str(area))
     assert result.returncode == 0, result.stderr
     assert "agreement with faithful" in result.stdout
-    entry = json.loads((out_dir(area, MODEL) / f"{MODEL}_classification.json").read_text())["combinations"]["1"]
+    entry = json.loads((out_dir(area, MODEL) / f"{MODEL}_classification.json").read_text())["combinations"]["0"]
     assert entry["mode"] == "fast" and 0.0 <= entry["agreement_with_faithful"] <= 1.0
 
 
