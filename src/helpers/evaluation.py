@@ -431,3 +431,29 @@ def _plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], norma
                 fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=150)
     finally:
         plt.close(fig)
+
+
+def score_and_report(config: Config, name: str, y_true: np.ndarray, y_pred: np.ndarray, split: str, title: str,
+                     say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score predictions, write the report under ``reports/logs_and_plots/{name}/`` and print it.
+
+    Args:
+        config: Study-area configuration (class table, reports root).
+        name: Model or ensemble name (folder and file names).
+        y_true: GT class ids.
+        y_pred: Predicted class ids.
+        split: ``test`` or ``valid``.
+        title: First line of the printed table and the plots.
+        say: Printer.
+
+    Returns:
+        The metrics (the content of ``metrics.json``).
+    """
+    scored = [c for c in config.classes if c.id != config.unclassifiable_id]
+    metrics = {"model": name, "split": split,
+               **score(y_true, y_pred, config.class_ids, [c.name for c in config.classes], config.unclassifiable_id)}
+    out_dir = config.reports_root / "logs_and_plots" / name
+    write_report(metrics, out_dir, name, [c.name for c in scored], title)
+    say(format_report(metrics, title))  # after writing: a closed console pipe loses nothing
+    say(f"report written to {out_dir}")
+    return metrics

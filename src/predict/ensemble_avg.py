@@ -63,14 +63,12 @@ def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
     """
     from helpers.evaluation import (
         check_model_fits,
-        format_report,
         mean_softmax_predictions,
         predict_probabilities,
         run_level,
         run_normaliser,
-        score,
+        score_and_report,
         split_parts,
-        write_report,
     )
     from helpers.models import load_model
 
@@ -103,17 +101,9 @@ def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
 
     y_pred, _ = mean_softmax_predictions((loader(name) for name in names), predict)
     ensemble = f"{base}_ensemble_{ensemble_label(runs)}"
-    scored = [c for c in config.classes if c.id != config.unclassifiable_id]
-    metrics = {"model": ensemble, "split": split,
-               **score(truth["y"], y_pred, config.class_ids, [c.name for c in config.classes],
-                       config.unclassifiable_id)}
     title = (f"ensemble: {ensemble} (mean softmax of {', '.join(names)})   split: {split}   level: {level}   "
              f"dates: {', '.join(sorted(config.evaluation))}")
-    out_dir = config.reports_root / "logs_and_plots" / ensemble
-    write_report(metrics, out_dir, ensemble, [c.name for c in scored], title)
-    say(format_report(metrics, title))  # after writing: a closed console pipe loses nothing
-    say(f"report written to {out_dir}")
-    return metrics
+    return score_and_report(config, ensemble, truth["y"], y_pred, split, title, say)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

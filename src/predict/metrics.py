@@ -40,12 +40,10 @@ def get_metrics_and_cm(model_name: str, split: str = "test", model: Any = None,
     """
     from helpers.evaluation import (
         check_model_fits,
-        format_report,
         predict_test_split,
         run_level,
         run_normaliser,
-        score,
-        write_report,
+        score_and_report,
     )
 
     if not isinstance(config, Config):
@@ -66,15 +64,8 @@ def get_metrics_and_cm(model_name: str, split: str = "test", model: Any = None,
         normaliser = run_normaliser(config, name, level)
     check_model_fits(model, config, level, name)
     y_true, y_pred = predict_test_split(model, config, split, normaliser, level, model_name=name)
-    scored = [c for c in config.classes if c.id != config.unclassifiable_id]
-    metrics = {"model": name, "split": split,
-               **score(y_true, y_pred, config.class_ids, [c.name for c in config.classes], config.unclassifiable_id)}
-    out_dir = config.reports_root / "logs_and_plots" / name
     title = f"model: {name}   split: {split}   level: {level}   dates: {', '.join(sorted(config.evaluation))}"
-    write_report(metrics, out_dir, name, [c.name for c in scored], title)
-    say(format_report(metrics, title))  # after writing: a closed console pipe loses nothing
-    say(f"report written to {out_dir}")
-    return metrics
+    return score_and_report(config, name, y_true, y_pred, split, title, say)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
