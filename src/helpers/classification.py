@@ -33,7 +33,8 @@ from rasterio.windows import Window
 from helpers.config import Config
 from helpers.errors import InputError
 from helpers.grid import check_same_grid, grid_of_raster
-from helpers.io import atomic_path, open_raster, write_json_atomic, write_raster
+from helpers.io import open_raster, write_json_atomic, write_raster
+from helpers.previews import write_class_png
 
 MODES: tuple[str, ...] = ("faithful", "fast")
 FAST_CORE = 256
@@ -317,19 +318,6 @@ def agreement(first: np.ndarray, second: np.ndarray, area: np.ndarray) -> float:
     return float(np.count_nonzero((first == second) & area) / inside) if inside else 1.0
 
 
-def write_preview(path: Path, classes: np.ndarray, colours: dict[int, str]) -> None:
-    """PNG of a class map in the class colours (black for 0 and unknown ids), written atomically."""
-    from PIL import Image
-
-    palette = np.zeros((256, 3), dtype=np.uint8)
-    for class_id, colour in colours.items():
-        palette[class_id] = [int(colour[i: i + 2], 16) for i in (1, 3, 5)]
-    image = Image.fromarray(classes, mode="P")
-    image.putpalette(palette.ravel().tolist())
-    with atomic_path(path) as tmp:
-        image.save(tmp, format="PNG")
-
-
 # ---------------------------------------------------------------------- a model of a study area
 @dataclass
 class CombinationResult:
@@ -555,7 +543,7 @@ def classify_model(
         del probabilities
         write_raster(files["class"], classes, profile, ["class"], tags)
         write_raster(files["confidence"], confidence, profile, ["confidence"], tags)
-        write_preview(files["preview"], classes, colours)
+        write_class_png(files["preview"], classes, colours)
         result = CombinationResult(k, dates, seconds, shape[0] * shape[1], files)
         entry: dict[str, Any] = {"mode": mode, "window": window, "margin": margin, "dates": list(dates),
                                  "seconds": round(seconds, 3), "pixels_per_second": round(result.pixels / seconds, 1)}

@@ -19,12 +19,10 @@ def colour_table(colours: Mapping[int, str]) -> np.ndarray:
 
 
 def write_class_png(path: Path, classes: np.ndarray, colours: Mapping[int, str]) -> None:
-    """Write a class map (uint8 ids, 0 = black) as an RGB PNG, atomically."""
-    import matplotlib
+    """Write a class map (uint8 ids; 0 and unknown ids black) as a palette PNG, atomically."""
+    from PIL import Image
 
-    matplotlib.use("Agg")
-    from matplotlib import image
-
-    rgb = colour_table(colours)[classes]
+    image = Image.fromarray(np.ascontiguousarray(classes, dtype=np.uint8), mode="P")
+    image.putpalette(colour_table(colours).ravel().tolist())
     with atomic_path(path) as tmp:
-        image.imsave(tmp, rgb, format="png")
+        image.save(tmp, format="PNG")

@@ -16,10 +16,10 @@ from helpers.classification import (
     plan_axis,
     read_area,
     window_geometry,
-    write_preview,
 )
 from helpers.errors import InputError
 from helpers.generators import Normaliser
+from helpers.previews import write_class_png
 
 N_BANDS = 13
 N_CLASSES = 8
@@ -163,7 +163,7 @@ def test_agreement_and_preview(tmp_path: Path) -> None:
     inside = np.array([[True, True], [True, False]])
     assert agreement(a, b, inside) == pytest.approx(2 / 3)
     png = tmp_path / "preview.png"
-    write_preview(png, a, {1: "#ff0000", 2: "#00ff00", 3: "#0000ff"})
+    write_class_png(png, a, {1: "#ff0000", 2: "#00ff00", 3: "#0000ff"})
     from PIL import Image
 
     rgb = np.asarray(Image.open(png).convert("RGB"))
