@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rasterio.features import rasterize
@@ -102,11 +101,3 @@ def format_report(report: dict) -> str:
         lines.append(f"Against the true changes ({t['true_change_pixels']} px): precision {t['precision']:.3f}, "
                      f"recall {t['recall']:.3f}, F1 {t['f1']:.3f}")
     return "\n".join(lines)
-
-
-def load_report(config: Config, model_name: str) -> dict:
-    """A written change-detection report."""
-    path = config.reports_root / "logs_and_plots" / model_name / f"{model_name}_change_detection.json"
-    return json.loads(path.read_text(encoding="utf-8"))
-
-

@@ -40,7 +40,7 @@ def _print(message: str) -> None:
 def build_parser(script: str, description: str) -> argparse.ArgumentParser:
     """Flags of a training script."""
     parser = argparse.ArgumentParser(description=description)
-    add_training_arguments(parser, {}, 64 if script == FCN_SCRIPT else 16)
+    add_training_arguments(parser, 64 if script == FCN_SCRIPT else 16)
     if script == FCN_SCRIPT:
         parser.add_argument("--width", type=float, default=1.0,
                             help="filter-count multiplier of the U-Net (1.0 = the paper's 29,068,744 parameters)")

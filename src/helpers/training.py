@@ -36,15 +36,13 @@ def learning_rate_schedule(epoch: int, base: float = 1e-3) -> float:
     return base if epoch < 10 else base * math.exp(0.1 * (10 - epoch))
 
 
-def add_training_arguments(parser: argparse.ArgumentParser, config_defaults: dict[str, Any], batch_size: int) -> None:
+def add_training_arguments(parser: argparse.ArgumentParser, batch_size: int) -> None:
     """Add the flags every training script has (defaults: the paper's, or the config's [training]).
 
     Args:
         parser: The script's parser.
-        config_defaults: Not used for parsing; documents where defaults come from.
         batch_size: The script's default batch size (64 for the FCN, 16 for the LSTMs).
     """
-    del config_defaults
     parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
     parser.add_argument("--level", default=None, help="processing level L1C or L2A (default: the config's)")
     parser.add_argument("--epochs", type=int, default=None, help="maximum epochs (default: training.max_epochs, 1000)")
