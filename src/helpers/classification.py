@@ -1,18 +1,10 @@
-"""Full-scene classification of the new dates by sliding windows (SPEC §7, ``classify.py``).
+"""Full-scene classification of the new dates of a study area (SPEC §7, ``classify.py``).
 
-A scene is cut into square windows; each window is predicted in batches and only its core
-(the window without a margin on every side) is written to the map, so that every pixel is
-predicted with context around it. Windows at the scene edges are clamped to the scene and
-also keep their outer part, so every pixel of the scene gets exactly one prediction (the
-original left an 8-px frame unpredicted).
-
-* faithful mode: the original's 32x32 windows on a 16-px stride, the centre 16x16 kept;
-* fast mode: large windows (``FAST_CORE`` + 2 x ``FAST_MARGIN``), the margin discarded.
-
-The stacks are read in row chunks a little taller than one row of windows, so memory is
-bounded by the window size and the scene width, not by the scene size. An FCN maps a
-combination to the mean softmax over its dates (each date predicted on its own); a sequence
-model sees the combination's dates in chronological order as one sequence per window.
+Loads a saved model (or the runs of an ensemble), checks every input before anything is
+written, runs :func:`helpers.sliding_windows.predict_scene` over all requested date
+combinations at once and writes, block by block, per combination the probability map, the
+class map (argmax + 1, 0 outside the area), the confidence (max probability) and a PNG
+preview in the class colours.
 """
 
 from __future__ import annotations
@@ -21,288 +13,41 @@ import contextlib
 import json
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import rasterio
 from rasterio.windows import Window
 
 from helpers.config import Config
 from helpers.errors import InputError
 from helpers.grid import check_same_grid, grid_of_raster
-from helpers.io import open_raster, write_json_atomic, write_raster
+from helpers.io import create_raster, open_raster, read_raster, write_json_atomic
 from helpers.previews import write_class_png
-
-MODES: tuple[str, ...] = ("faithful", "fast")
-FAST_CORE = 256
-"""Side of the kept core of a fast-mode window (pixels)."""
-FAST_MARGIN = 32
-"""Margin discarded on each side of a fast-mode window (window 320 = 10 x 32)."""
-MODEL_MULTIPLE = 32
-"""Window sides must be multiples of this (the U-Net downsamples five times)."""
-PIXEL_BUDGET = 1 << 18
-"""Default number of input pixels (windows x dates x window area) per model call."""
-CHUNK_EXTRA_ROWS = 256
-"""Rows read beyond one row of windows, so that a GeoTIFF block row is decoded about once."""
-AREA_LAYERS: frozenset[str] = frozenset({"area", "extra_area"})
-"""Descriptions of the area layers of a NEW stack."""
+from helpers.sliding_windows import (
+    AREA_LAYERS,
+    MODES,
+    ArrayFn,
+    SceneBlock,
+    WindowModel,
+    buffer_rows,
+    default_batch_size,
+    plan_axis,
+    predict_scene,
+    renormalised,
+    window_geometry,
+)
 
 if TYPE_CHECKING:
     from helpers.generators import Normaliser
 
-PredictFn = Callable[[np.ndarray], np.ndarray]
+OUTPUT_BUFFER_BYTES = 1 << 30
+"""Largest probability buffer of one pass; more combinations are split into several passes."""
 
 
-# ---------------------------------------------------------------------- window plan
-@dataclass(frozen=True)
-class AxisPlan:
-    """Windows along one axis and the part of the scene each of them writes.
-
-    Attributes:
-        starts: First pixel of every window (increasing; the last one clamped to the scene).
-        lo: First pixel written by every window.
-        hi: End (exclusive) of the pixels written by every window; ``lo[i + 1] == hi[i]``,
-            ``lo[0] == 0`` and ``hi[-1]`` is the axis length.
-    """
-
-    starts: np.ndarray
-    lo: np.ndarray
-    hi: np.ndarray
-
-
-def plan_axis(length: int, window: int, margin: int) -> AxisPlan:
-    """Plan the windows along one axis of ``length`` pixels.
-
-    Window ``i`` starts at ``i * core`` (``core = window - 2 * margin``) while it fits; one
-    more window clamped to the end covers the rest. Each window writes its core, the first
-    one also the pixels before its core and the last one everything up to the end.
-
-    Args:
-        length: Pixels along the axis (at least ``window``).
-        window: Window side.
-        margin: Pixels discarded on each side of a window's core (``0 <= 2 * margin < window``).
-
-    Returns:
-        The plan.
-
-    Raises:
-        ValueError: On sizes that cannot be planned.
-    """
-    core = window - 2 * margin
-    if margin < 0 or core <= 0:
-        raise ValueError(f"margin {margin} does not leave a core in a {window}-px window")
-    if length < window:
-        raise ValueError(f"axis of {length} px is shorter than the {window}-px window")
-    starts = list(range(0, length - window + 1, core))
-    if starts[-1] + window < length:
-        starts.append(length - window)
-    starts_array = np.asarray(starts, dtype=np.int64)
-    hi = starts_array + window - margin
-    hi[-1] = length
-    lo = np.concatenate([[0], hi[:-1]])
-    return AxisPlan(starts_array, lo, hi)
-
-
-def window_geometry(mode: str, tile_size: int = 32, prediction_stride: int = 16,
-                    shape: tuple[int, int] | None = None) -> tuple[int, int]:
-    """Window side and margin of a mode, shrunk to fit a small scene in fast mode.
-
-    Args:
-        mode: ``"faithful"`` or ``"fast"``.
-        tile_size: The config's tile size (faithful window).
-        prediction_stride: The config's prediction stride (faithful core).
-        shape: Scene (rows, cols), to shrink a fast window that does not fit.
-
-    Returns:
-        ``(window, margin)``.
-
-    Raises:
-        ValueError: On an unknown mode or a faithful geometry with no centre.
-        InputError: If the scene is smaller than the smallest window.
-    """
-    if mode == "faithful":
-        window, margin = tile_size, (tile_size - prediction_stride) // 2
-        if margin < 0 or window - 2 * margin <= 0:
-            raise ValueError(f"tile size {tile_size} and stride {prediction_stride} leave no centre")
-    elif mode == "fast":
-        window, margin = FAST_CORE + 2 * FAST_MARGIN, FAST_MARGIN
-    else:
-        raise ValueError(f"unknown mode '{mode}' (use one of {MODES})")
-    if shape is not None:
-        smallest = min(shape)
-        if smallest < window:
-            if mode == "faithful" or smallest < MODEL_MULTIPLE:
-                raise InputError(f"the scene ({shape[0]}x{shape[1]} px) is smaller than one {window}-px window")
-            window = smallest // MODEL_MULTIPLE * MODEL_MULTIPLE
-            margin = min(margin, window // 4)
-    return window, margin
-
-
-def default_batch_size(window: int, dates_per_window: int) -> int:
-    """Windows per model call so that one call sees about :data:`PIXEL_BUDGET` input pixels."""
-    return max(1, PIXEL_BUDGET // (window * window * max(1, dates_per_window)))
-
-
-# ---------------------------------------------------------------------- reading
-class _ChunkReader:
-    """Row chunks of several same-grid stacks as one ``(dates, rows, cols, layers)`` uint16 array."""
-
-    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int) -> None:
-        self.datasets = datasets
-        self.height = datasets[0].height
-        self.rows = window + CHUNK_EXTRA_ROWS
-        self.top = 0
-        self.data: np.ndarray | None = None
-
-    def rows_at(self, row: int, height: int) -> np.ndarray:
-        """The chunk rows ``[row, row + height)`` of every date, reading a new chunk if needed."""
-        if self.data is None or row < self.top or row + height > self.top + self.data.shape[1]:
-            self.top = row
-            bottom = min(self.height, row + max(self.rows, height))
-            block = Window(0, row, self.datasets[0].width, bottom - row)
-            self.data = None  # release the previous chunk before reading the next
-            self.data = np.stack([np.moveaxis(ds.read(window=block), 0, -1) for ds in self.datasets])
-        return self.data[:, row - self.top: row - self.top + height]
-
-
-def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
-    """Union of the area layers (the layers after the bands, last axis) as a bool array.
-
-    A stack without area layers counts as inside everywhere.
-    """
-    if data.shape[-1] <= n_bands:
-        return np.ones(data.shape[:-1], dtype=bool)
-    return np.any(data[..., n_bands:] != 0, axis=-1)
-
-
-def read_area(stack: Path, n_bands: int, block_rows: int = 512) -> np.ndarray:
-    """Area of a NEW stack: the union of its layers after the first ``n_bands`` (bool, rows x cols)."""
-    with open_raster(stack) as src:
-        area = np.zeros((src.height, src.width), dtype=bool)
-        layers = list(range(n_bands + 1, src.count + 1))
-        if not layers:
-            area[:] = True
-            return area
-        for row in range(0, src.height, block_rows):
-            block = Window(0, row, src.width, min(block_rows, src.height - row))
-            area[row: row + int(block.height)] = np.any(src.read(layers, window=block) != 0, axis=0)
-    return area
-
-
-# ---------------------------------------------------------------------- classification
-def classify_scene(
-    predict_fn: PredictFn,
-    stacks: Sequence[Path],
-    n_bands: int,
-    n_classes: int,
-    window: int,
-    margin: int,
-    normaliser: Normaliser,
-    sequence: bool,
-    batch_size: int | None = None,
-    progress: bool | None = False,
-    skip_outside: bool = True,
-) -> np.ndarray:
-    """Class probabilities of a whole scene from one stack per date.
-
-    Args:
-        predict_fn: Model call on a float32 batch: ``(n, window, window, n_bands)`` for an FCN,
-            ``(n, dates, window, window, n_bands)`` for a sequence model; returns
-            ``(n, window, window, n_classes)`` non-negative scores.
-        stacks: One NEW merged stack per date (bands, then the area layer(s)), same grid,
-            in chronological order.
-        n_bands: Number of bands at the start of each stack.
-        n_classes: Number of model outputs.
-        window: Window side (a multiple of 32 for the U-Net).
-        margin: Pixels discarded on each side of a window (except at the scene edges).
-        normaliser: Per-band standardisation of the model's training.
-        sequence: True for a sequence model (one sequence of all dates per window); False
-            for an FCN (each date on its own, the mean of the softmax over the dates).
-        batch_size: Windows per model call (default: :func:`default_batch_size`).
-        progress: Show a progress bar (None: only on a terminal).
-        skip_outside: Do not predict windows whose written part holds no area pixel.
-
-    Returns:
-        float32 ``(n_classes, rows, cols)``: per pixel the probabilities (summing to 1 in the
-        area), 0 outside the area (the union of the area layers of the first stack).
-
-    Raises:
-        InputError: If the stacks differ in grid or have too few layers, or the scene is
-            smaller than one window.
-    """
-    from tqdm import tqdm
-
-    if not stacks:
-        raise ValueError("classify_scene needs at least one stack")
-    dates = len(stacks)
-    batch = batch_size or default_batch_size(window, dates)
-    datasets = [rasterio.open(path) for path in stacks]
-    try:
-        reference = datasets[0]
-        height, width = reference.height, reference.width
-        for path, ds in zip(stacks, datasets, strict=True):
-            if ds.count < n_bands:
-                raise InputError(f"{path}: {ds.count} layers, the model needs {n_bands} bands")
-            if (ds.height, ds.width) != (height, width) or ds.transform != reference.transform:
-                raise InputError(f"{path}: grid differs from {stacks[0]}")
-        try:
-            rows, cols = plan_axis(height, window, margin), plan_axis(width, window, margin)
-        except ValueError:
-            raise InputError(f"the scene ({height}x{width} px) is smaller than one {window}-px window") from None
-        probabilities = np.zeros((n_classes, height, width), dtype=np.float32)
-        area = np.zeros((height, width), dtype=bool)
-        reader = _ChunkReader(datasets, window)
-        shape = (batch, dates, window, window, n_bands)
-        inputs = np.empty(shape, dtype=np.float32)
-        pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``inputs``
-
-        def flush() -> None:
-            count = len(pending)
-            if not count:
-                return
-            if count < batch:
-                inputs[count:] = 0.0  # a full batch every call: one traced shape
-            if sequence:
-                scores = np.asarray(predict_fn(inputs), dtype=np.float32)
-            else:
-                flat = np.asarray(predict_fn(inputs.reshape(batch * dates, window, window, n_bands)),
-                                  dtype=np.float32)
-                scores = flat.reshape(batch, dates, window, window, n_classes).mean(axis=1)
-            for index, (r, c) in enumerate(pending):
-                r0, r1, c0, c1 = rows.lo[r], rows.hi[r], cols.lo[c], cols.hi[c]
-                y, x = rows.starts[r], cols.starts[c]
-                part = scores[index, r0 - y: r1 - y, c0 - x: c1 - x]
-                probabilities[:, r0:r1, c0:c1] = np.moveaxis(part, -1, 0)
-            pending.clear()
-
-        with tqdm(total=len(rows.starts) * len(cols.starts), unit="win", disable=None if progress is None
-                  else not progress, desc="classify") as bar:
-            for r, y in enumerate(rows.starts):
-                strip = reader.rows_at(int(y), window)
-                r0, r1 = rows.lo[r], rows.hi[r]
-                area[r0:r1] = area_layers(strip[0, r0 - y: r1 - y], n_bands)
-                for c, x in enumerate(cols.starts):
-                    if skip_outside and not area[r0:r1, cols.lo[c]:cols.hi[c]].any():
-                        continue
-                    normaliser(strip[:, :, x: x + window, :n_bands], out=inputs[len(pending)])
-                    pending.append((r, c))
-                    if len(pending) == batch:
-                        flush()
-                bar.update(len(cols.starts))
-            flush()
-    finally:
-        for ds in datasets:
-            ds.close()
-    if sequence:  # ConvLSTM output h = o * softmax(c) does not sum to 1
-        total = probabilities.sum(axis=0)
-        np.divide(probabilities, total, out=probabilities, where=total > 0)
-    probabilities *= area
-    return probabilities
-
-
+# ---------------------------------------------------------------------- maps
 def class_and_confidence(probabilities: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class map (argmax + 1, uint8, 0 outside the area) and confidence (max probability, 0 outside)."""
     classes = (np.argmax(probabilities, axis=0) + 1).astype(np.uint8)
@@ -318,10 +63,92 @@ def agreement(first: np.ndarray, second: np.ndarray, area: np.ndarray) -> float:
     return float(np.count_nonzero((first == second) & area) / inside) if inside else 1.0
 
 
+def collect_blocks(blocks: Iterable[SceneBlock]) -> tuple[np.ndarray, np.ndarray]:
+    """Join the blocks of a scene pass: ``(combinations, classes, rows, cols)`` and the area."""
+    blocks = list(blocks)
+    return (np.concatenate([b.probabilities for b in blocks], axis=2),
+            np.concatenate([b.area for b in blocks], axis=0))
+
+
+def classify_scene(
+    predict_fn: ArrayFn,
+    stacks: Sequence[Path],
+    n_bands: int,
+    n_classes: int,
+    window: int,
+    margin: int,
+    normaliser: Normaliser,
+    sequence: bool,
+    batch_size: int | None = None,
+    progress: bool | None = False,
+    skip_outside: bool = True,
+) -> np.ndarray:
+    """Class probabilities of a whole scene from one stack per date, as one array.
+
+    A convenience over :func:`~helpers.sliding_windows.predict_scene` for one combination
+    (all the stacks) and a model given as a single function.
+
+    Args:
+        predict_fn: Model call on a float32 batch: ``(n, window, window, n_bands)`` for an FCN,
+            ``(n, dates, window, window, n_bands)`` for a sequence model; returns
+            ``(n, window, window, n_classes)`` non-negative scores.
+        stacks: One NEW merged stack per date, same grid, in chronological order.
+        n_bands: Number of bands at the start of each stack.
+        n_classes: Number of model outputs.
+        window: Window side.
+        margin: Pixels discarded on each side of a window (except at the scene edges).
+        normaliser: Per-band standardisation of the model's training.
+        sequence: True for a sequence model (its scores are renormalised to sum to 1);
+            False for an FCN (the mean of its softmax over the dates).
+        batch_size: Windows per model call (default: automatic).
+        progress: Show a progress bar (None: only on a terminal).
+        skip_outside: Do not predict windows whose written part holds no area pixel.
+
+    Returns:
+        float32 ``(n_classes, rows, cols)``, 0 outside the area of the first stack.
+    """
+    model = WindowModel.sequence(predict_fn, normaliser) if sequence else WindowModel.fcn(predict_fn, normaliser)
+    blocks = predict_scene([model], stacks, [list(range(len(stacks)))], n_bands, n_classes, window, margin,
+                           batch_size, progress, skip_outside)
+    return collect_blocks(blocks)[0][0]
+
+
+# ---------------------------------------------------------------------- Keras models
+def _keras_predict(model: Any) -> ArrayFn:
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch))
+
+    return predict
+
+
+def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> WindowModel:
+    """A saved FCN or FCN + ConvLSTM as a :class:`WindowModel` for ``window``-px windows.
+
+    A sequence model is split into its per-date FCN logits and its ConvLSTM head
+    (:func:`helpers.models.split_sequence_model`), so that a date shared by several
+    combinations goes through the FCN once.
+    """
+    from helpers.models import is_sequence_model, split_sequence_model
+
+    if not is_sequence_model(model):
+        return WindowModel.fcn(_keras_predict(model), normaliser)
+    logits, head_for = split_sequence_model(model, window)
+
+    def combine(features: np.ndarray) -> np.ndarray:
+        return renormalised(head_for(features.shape[1]).predict_on_batch(features))
+
+    return WindowModel(_keras_predict(logits), combine, normaliser)
+
+
 # ---------------------------------------------------------------------- a model of a study area
 @dataclass
 class CombinationResult:
-    """What classifying one date combination gave."""
+    """What classifying one date combination gave.
+
+    Attributes:
+        seconds: This combination's share of its pass (the pass time over the combinations
+            classified in it).
+    """
 
     k: int
     dates: tuple[str, ...]
@@ -432,11 +259,72 @@ def saved_model_bands(path: Path) -> int | None:
     return None
 
 
-def _keras_predict(model: Any) -> PredictFn:
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(batch))
+@dataclass
+class LoadedModels:
+    """A model or the runs of an ensemble, checked against the data."""
 
-    return predict
+    name: str
+    members: list[str]
+    models: list[Any]
+    normalisers: list[Normaliser]
+    sequence: bool
+    n_classes: int
+
+    def window_models(self, window: int) -> list[WindowModel]:
+        """Every member as a :class:`WindowModel` for ``window``-px windows."""
+        return [keras_window_model(m, window, n) for m, n in zip(self.models, self.normalisers, strict=True)]
+
+
+def load_models(config: Config, model_name: str, n_bands: int, level: str | None) -> LoadedModels:
+    """Load a model (or an ensemble's runs) after checking names, bands and normalisation.
+
+    Raises:
+        InputError: Unknown or unplain names, models whose band count differs from the data,
+            ensembles that mix model kinds or class counts, unusable normalisation.
+    """
+    from helpers.runs import check_model_name, ensemble_members, model_path
+
+    name = check_model_name(model_name)
+    members = ensemble_members(config.models_root, name) or [model_path(config.models_root, name).stem]
+    paths = [config.models_root / f"{member}.keras" for member in members]
+    level_name = config.check_level(level)
+    for path in paths:  # a mismatch is reported before Keras is even imported
+        saved_bands = saved_model_bands(path)
+        if saved_bands is not None and saved_bands != n_bands:
+            raise InputError(f"{path}: the model takes {saved_bands} bands, the {level_name} NEW stacks have "
+                             f"{n_bands} (model and data do not match)")
+    normalisers = [load_normaliser(config, member, n_bands) for member in members]
+    from helpers.models import is_sequence_model, load_model, model_bands, model_classes
+
+    models = []
+    for path in paths:
+        model = load_model(path)
+        if model_bands(model) != n_bands:
+            raise InputError(f"{path}: the model takes {model_bands(model)} bands, the {level_name} NEW stacks have "
+                             f"{n_bands} (model and data do not match)")
+        models.append(model)
+    kinds = {is_sequence_model(m) for m in models}
+    classes = {model_classes(m) for m in models}
+    if len(kinds) > 1 or len(classes) > 1:
+        raise InputError(f"ensemble '{name}' mixes models of different kinds or class counts ({', '.join(members)})")
+    return LoadedModels(name, members, models, normalisers, kinds.pop(), classes.pop())
+
+
+def group_combinations(ks: Sequence[int], bytes_per_combination: int,
+                       budget: int = OUTPUT_BUFFER_BYTES) -> list[list[int]]:
+    """Split combinations into passes whose probability buffers stay within ``budget`` bytes."""
+    size = max(1, budget // max(1, bytes_per_combination))
+    return [list(ks[i: i + size]) for i in range(0, len(ks), size)]
+
+
+def _output_files(out_dir: Path, name: str, k: int) -> dict[str, Path]:
+    stem = f"{name}_combination_{k}"
+    return {"probabilities": out_dir / f"{stem}_probabilities.tif", "class": out_dir / f"{stem}_class.tif",
+            "confidence": out_dir / f"{stem}_confidence.tif", "preview": out_dir / f"{stem}_class.png"}
+
+
+def _block_window(block: SceneBlock) -> Window:
+    return Window(0, block.row, block.area.shape[1], block.area.shape[0])
 
 
 def classify_model(
@@ -452,14 +340,16 @@ def classify_model(
 ) -> list[CombinationResult]:
     """Classify date combinations of a study area with a saved model and write the maps.
 
-    Every input is checked before anything is written. Writes, under
-    ``{processed}/classified/{model}/``, per combination ``{model}_combination_{k}_`` +
-    ``probabilities.tif`` / ``class.tif`` / ``confidence.tif`` / ``class.png``, and updates
-    ``{model}_classification.json``.
+    All combinations are classified in one pass over the scene (each date's per-date part
+    computed once per window), split into several passes only if their buffers would exceed
+    :data:`OUTPUT_BUFFER_BYTES`. Writes, under ``{processed}/classified/{model}/``, per
+    combination ``{model}_combination_{k}_`` + ``probabilities.tif`` / ``class.tif`` /
+    ``confidence.tif`` / ``class.png``, and updates ``{model}_classification.json``.
 
     Args:
         config: The study area.
-        model_name: A model under the config's models root (a plain name).
+        model_name: A model under the config's models root (a plain name), or an ensemble
+            ``{base}_ensemble_{runs}`` of saved runs ``{base}_{NN}`` (their maps averaged).
         ks: Combination numbers (0-based).
         mode: ``"faithful"`` or ``"fast"``.
         batch_size: Windows per model call (default: about 2**18 input pixels per call).
@@ -476,89 +366,106 @@ def classify_model(
         InputError: Unknown or unplain model name, missing NEW stacks, model and data with
             different band counts, unusable normalisation.
     """
-    from helpers.runs import model_path
-
     if mode not in MODES:
         raise InputError(f"unknown mode '{mode}' (use one of {MODES})")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}")
-    path = model_path(config.models_root, model_name)
-    name = path.stem
     n_bands = len(config.bands(level))
-    stacks = check_stacks(config, ks, level, n_bands)
-    saved_bands = saved_model_bands(path)  # a mismatch is reported before Keras is even imported
-    if saved_bands is not None and saved_bands != n_bands:
-        raise InputError(f"{path}: the model takes {saved_bands} bands, the {config.check_level(level)} "
-                         f"NEW stacks have {n_bands} (model and data do not match)")
-    normaliser = load_normaliser(config, name, n_bands)
-    from helpers.models import is_sequence_model, load_model, model_bands, model_classes, rebuild_sequence_model
+    from helpers.runs import check_model_name
 
-    model = load_model(path)
-    if model_bands(model) != n_bands:
-        raise InputError(f"{path}: the model takes {model_bands(model)} bands, the {config.check_level(level)} "
-                         f"NEW stacks have {n_bands} (model and data do not match)")
-    n_classes = model_classes(model)
-    sequence = is_sequence_model(model)
+    check_model_name(model_name)  # before any file is looked at
+    stacks = check_stacks(config, ks, level, n_bands)
+    loaded = load_models(config, model_name, n_bands, level)
+    name, n_classes = loaded.name, loaded.n_classes
     first = stacks[config.combinations[ks[0]][0]]
     with open_raster(first) as src:
-        profile = {"crs": src.crs, "transform": src.transform}
+        grid = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
-    area = read_area(first, n_bands)
     colours = {c.id: c.colour for c in config.classes}
     descriptions = [next((c.name for c in config.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
     out_dir = output_dir(config, name)
-    rebuilt: dict[tuple[int, int], PredictFn] = {}
+    window_models: dict[int, list[WindowModel]] = {}
 
-    def predictor(window: int, timesteps: int) -> PredictFn:
-        key = (window, timesteps if sequence else 0)
-        if key not in rebuilt:
-            rebuilt[key] = _keras_predict(rebuild_sequence_model(model, window, timesteps) if sequence else model)
-        return rebuilt[key]
-
-    def run(dates: tuple[str, ...], run_mode: str) -> tuple[np.ndarray, int, int]:
+    def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
         window, margin = window_geometry(run_mode, config.tile_size, config.prediction_stride, shape)
-        probabilities = classify_scene(predictor(window, len(dates)), [stacks[d] for d in dates], n_bands, n_classes,
-                                       window, margin, normaliser, sequence, batch_size, progress)
-        return probabilities, window, margin
+        if window not in window_models:
+            window_models[window] = loaded.window_models(window)
+        dates = sorted({d for k in group for d in config.combinations[k]})
+        combos = [[dates.index(d) for d in sorted(config.combinations[k])] for k in group]
+        blocks = predict_scene(window_models[window], [stacks[d] for d in dates], combos, n_bands, n_classes,
+                               window, margin, batch_size, progress)
+        return blocks, window, margin
 
+    window, margin = window_geometry(mode, config.tile_size, config.prediction_stride, shape)
+    batch = batch_size or default_batch_size(window, len(stacks))
+    n_cols = len(plan_axis(shape[1], window, margin).starts)
+    per_combination = n_classes * buffer_rows(window, n_cols, batch) * shape[1] * 4
     summary_path = out_dir / f"{name}_classification.json"
-    summary: dict[str, Any] = {"model": name, "sequence": sequence, "combinations": {}}
+    summary: dict[str, Any] = {"model": name, "members": loaded.members, "sequence": loaded.sequence,
+                               "combinations": {}}
     if summary_path.is_file():
         with contextlib.suppress(json.JSONDecodeError, AttributeError):  # a damaged summary is rewritten
             summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
     results = []
-    for k in ks:
-        dates = tuple(sorted(config.combinations[k]))
+    for group in group_combinations(list(ks), per_combination):
+        files = {k: _output_files(out_dir, name, k) for k in group}
         started = time.perf_counter()
-        probabilities, window, margin = run(dates, mode)
+        blocks, window, margin = run(group, mode)
+        with contextlib.ExitStack() as outputs:
+            writers = {}
+            for k in group:
+                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(config.combinations[k]))}
+                writers[k] = [outputs.enter_context(create_raster(files[k][kind], shape, count, dtype, grid, names,
+                                                                  tags))
+                              for kind, count, dtype, names in (("probabilities", n_classes, "float32", descriptions),
+                                                                ("class", 1, "uint8", ["class"]),
+                                                                ("confidence", 1, "float32", ["confidence"]))]
+            for block in blocks:
+                where = _block_window(block)
+                for index, k in enumerate(group):
+                    probabilities = block.probabilities[index]
+                    classes, confidence = class_and_confidence(probabilities, block.area)
+                    writers[k][0].write(probabilities, window=where)
+                    writers[k][1].write(classes, 1, window=where)
+                    writers[k][2].write(confidence, 1, window=where)
         seconds = time.perf_counter() - started
-        classes, confidence = class_and_confidence(probabilities, area)
-        stem = out_dir / f"{name}_combination_{k}"
-        files = {"probabilities": stem.with_name(stem.name + "_probabilities.tif"),
-                 "class": stem.with_name(stem.name + "_class.tif"),
-                 "confidence": stem.with_name(stem.name + "_confidence.tif"),
-                 "preview": stem.with_name(stem.name + "_class.png")}
-        tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(dates)}
-        write_raster(files["probabilities"], probabilities, profile, descriptions, tags)
-        del probabilities
-        write_raster(files["class"], classes, profile, ["class"], tags)
-        write_raster(files["confidence"], confidence, profile, ["confidence"], tags)
-        write_class_png(files["preview"], classes, colours)
-        result = CombinationResult(k, dates, seconds, shape[0] * shape[1], files)
-        entry: dict[str, Any] = {"mode": mode, "window": window, "margin": margin, "dates": list(dates),
-                                 "seconds": round(seconds, 3), "pixels_per_second": round(result.pixels / seconds, 1)}
-        if compare and mode == "fast":
-            faithful, _, _ = run(dates, "faithful")
-            result.agreement = agreement(classes, class_and_confidence(faithful, area)[0], area)
-            entry["agreement_with_faithful"] = round(result.agreement, 6)
-        summary["combinations"][str(k)] = entry
+        for k in group:
+            write_class_png(files[k]["preview"], read_raster(files[k]["class"], 1)[0], colours)
+        agreements = _agreements(run(group, "faithful")[0], group, files) if compare and mode == "fast" else {}
+        for k in group:
+            dates = tuple(sorted(config.combinations[k]))
+            share = seconds / len(group)
+            result = CombinationResult(k, dates, share, shape[0] * shape[1], files[k], agreements.get(k))
+            entry: dict[str, Any] = {"mode": mode, "window": window, "margin": margin, "dates": list(dates),
+                                     "seconds": round(share, 3), "pixels_per_second": round(result.pixels / share, 1),
+                                     "pass_seconds": round(seconds, 3), "combinations_in_pass": len(group)}
+            line = f"combination {k} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
+            if result.agreement is not None:
+                entry["agreement_with_faithful"] = round(result.agreement, 6)
+                line += f", agreement with faithful {100 * result.agreement:.2f} %"
+            summary["combinations"][str(k)] = entry
+            results.append(result)
+            say(line)
         write_json_atomic(summary_path, summary)
-        results.append(result)
-        line = f"combination {k} ({', '.join(dates)}): {mode} {seconds:.1f} s ({result.pixels / seconds:,.0f} px/s)"
-        if result.agreement is not None:
-            line += f", agreement with faithful {100 * result.agreement:.2f} %"
-        say(line)
+    if len(results) > 1:
+        say(f"{len(results)} combinations of {len(stacks)} dates classified together: each date is predicted once "
+            f"per window{' by each run of the ensemble' if len(loaded.members) > 1 else ''}")
     return results
+
+
+def _agreements(blocks: Iterable[SceneBlock], group: list[int], files: dict[int, dict[str, Path]]) -> dict[int, float]:
+    """Per combination, the share of area pixels where the blocks' class maps equal the written ones."""
+    same = dict.fromkeys(group, 0)
+    inside = 0
+    with contextlib.ExitStack() as opened:
+        written = {k: opened.enter_context(open_raster(files[k]["class"])) for k in group}
+        for block in blocks:
+            inside += int(block.area.sum())
+            for index, k in enumerate(group):
+                classes, _ = class_and_confidence(block.probabilities[index], block.area)
+                stored = written[k].read(1, window=_block_window(block))
+                same[k] += int(np.count_nonzero((classes == stored) & block.area))
+    return {k: (same[k] / inside if inside else 1.0) for k in group}
 
 
 def classify_combination(config: Config, model_name: str, k: int, mode: str = "faithful",

@@ -120,6 +120,47 @@ def read_raster(path: str | Path, band: int | None = None) -> tuple[np.ndarray, 
         return data, dict(src.profile)
 
 
+def raster_profile(shape: tuple[int, int], count: int, dtype: str, profile: dict[str, Any]) -> dict[str, Any]:
+    """Creation options of a pipeline GeoTIFF on the grid (crs, transform, nodata) of ``profile``.
+
+    Rasters smaller than one 256-px block are written untiled.
+    """
+    out = {**GTIFF_PROFILE, **{k: profile[k] for k in ("crs", "transform") if k in profile}}
+    out.update(count=count, height=shape[0], width=shape[1], dtype=np.dtype(dtype).name, nodata=profile.get("nodata"))
+    if shape[0] < 256 or shape[1] < 256:
+        out.update(tiled=False)
+        out.pop("blockxsize")
+        out.pop("blockysize")
+    return out
+
+
+@contextlib.contextmanager
+def create_raster(path: str | Path, shape: tuple[int, int], count: int, dtype: str, profile: dict[str, Any],
+                  descriptions: list[str] | None = None,
+                  tags: dict[str, Any] | None = None) -> Iterator[rasterio.io.DatasetWriter]:
+    """Open a new GeoTIFF for writing by windows; it appears at ``path`` only when complete.
+
+    Args:
+        path: Destination file.
+        shape: (rows, cols).
+        count: Number of bands.
+        dtype: Pixel type.
+        profile: Rasterio profile giving crs and transform (and nodata, if any).
+        descriptions: Optional band descriptions.
+        tags: Optional dataset tags.
+
+    Yields:
+        The open dataset (written under a temporary name; on an exception it is removed).
+    """
+    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **raster_profile(shape, count, dtype, profile)) as dst:
+        if descriptions:
+            for i, text in enumerate(descriptions, start=1):
+                dst.set_band_description(i, text)
+        if tags:
+            dst.update_tags(**{k: str(v) for k, v in tags.items()})
+        yield dst
+
+
 def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], descriptions: list[str] | None = None,
                  tags: dict[str, Any] | None = None) -> None:
     """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF, atomically.
@@ -132,20 +173,8 @@ def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], de
         tags: Optional dataset tags.
     """
     array = data[np.newaxis] if data.ndim == 2 else data
-    out_profile = {**GTIFF_PROFILE, **{k: profile[k] for k in ("crs", "transform") if k in profile}}
-    out_profile.update(count=array.shape[0], height=array.shape[1], width=array.shape[2], dtype=array.dtype.name,
-                       nodata=profile.get("nodata"))
-    if array.shape[1] < 256 or array.shape[2] < 256:
-        out_profile.update(tiled=False)
-        out_profile.pop("blockxsize")
-        out_profile.pop("blockysize")
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **out_profile) as dst:
+    with create_raster(path, array.shape[1:], array.shape[0], array.dtype.name, profile, descriptions, tags) as dst:
         dst.write(array)
-        if descriptions:
-            for i, text in enumerate(descriptions, start=1):
-                dst.set_band_description(i, text)
-        if tags:
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
 
 
 def _first_line(error: BaseException) -> str:

@@ -16,6 +16,7 @@ size with the same weights (classification uses large windows).
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -263,6 +264,34 @@ def build_fcn_lstm(fcn: keras.Model, timesteps: int, tile_size: int) -> keras.Mo
     return _assemble(logits, _convlstm(model_classes(logits)), timesteps, tile_size, "fcn_lstm")
 
 
+def _sequence_layers(model: keras.Model) -> tuple[keras.Model, keras.layers.Bidirectional]:
+    """The per-date FCN and the ConvLSTM head of a model from :func:`build_fcn_lstm`."""
+    if not is_sequence_model(model):
+        raise ValueError(f"model '{model.name}' is not a sequence model (its input is not 5-D)")
+    try:
+        return model.get_layer(FCN_LAYER).layer, model.get_layer(LSTM_LAYER)
+    except ValueError:
+        raise ValueError(f"model '{model.name}' has no '{FCN_LAYER}' and '{LSTM_LAYER}' layers") from None
+
+
+def _copy_fcn(fcn: keras.Model, tile_size: int) -> keras.Model:
+    """A copy of an FCN (with its weights) that takes ``tile_size`` x ``tile_size`` inputs."""
+    new_input = keras.Input(shape=(tile_size, tile_size, model_bands(fcn)), name=fcn.inputs[0].name)
+    structure = [new_input] if isinstance(fcn.input, list | tuple) else new_input
+    copy = keras.models.clone_model(fcn, input_tensors=structure)
+    copy.set_weights(fcn.get_weights())
+    return copy
+
+
+def _unbuilt_head(head: keras.layers.Bidirectional) -> keras.layers.Bidirectional:
+    """A new ConvLSTM head with the configuration of ``head`` (built later, at any size)."""
+    config = head.get_config()
+    for key in ("layer", "backward_layer"):  # drop the recorded input shape: build at the new size
+        if isinstance(config.get(key), dict):
+            config[key].pop("build_config", None)
+    return keras.layers.Bidirectional.from_config(config)
+
+
 def rebuild_sequence_model(model: keras.Model, tile_size: int, timesteps: int | None = None) -> keras.Model:
     """The same FCN + ConvLSTM at another window size, with copies of all weights.
 
@@ -278,28 +307,50 @@ def rebuild_sequence_model(model: keras.Model, tile_size: int, timesteps: int | 
     Raises:
         ValueError: If ``model`` is not such a sequence model or the sizes are invalid.
     """
-    if not is_sequence_model(model):
-        raise ValueError(f"model '{model.name}' is not a sequence model (its input is not 5-D)")
-    try:
-        wrapper = model.get_layer(FCN_LAYER)
-        head = model.get_layer(LSTM_LAYER)
-    except ValueError:
-        raise ValueError(f"model '{model.name}' has no '{FCN_LAYER}' and '{LSTM_LAYER}' layers") from None
+    old_fcn, head = _sequence_layers(model)
     timesteps = model.inputs[0].shape[1] if timesteps is None else timesteps
     _check_sequence_size(timesteps, tile_size)
-    old_fcn = wrapper.layer
-    new_input = keras.Input(shape=(tile_size, tile_size, model_bands(old_fcn)), name=old_fcn.inputs[0].name)
-    structure = [new_input] if isinstance(old_fcn.input, list | tuple) else new_input
-    new_fcn = keras.models.clone_model(old_fcn, input_tensors=structure)
-    new_fcn.set_weights(old_fcn.get_weights())
-    head_config = head.get_config()
-    for key in ("layer", "backward_layer"):  # drop the recorded input shape: build at the new size
-        if isinstance(head_config.get(key), dict):
-            head_config[key].pop("build_config", None)
-    new_head = keras.layers.Bidirectional.from_config(head_config)
-    rebuilt = _assemble(new_fcn, new_head, timesteps, tile_size, model.name)
+    new_head = _unbuilt_head(head)
+    rebuilt = _assemble(_copy_fcn(old_fcn, tile_size), new_head, timesteps, tile_size, model.name)
     new_head.set_weights(head.get_weights())
     return rebuilt
+
+
+def split_sequence_model(model: keras.Model, tile_size: int) -> tuple[keras.Model, Callable[[int], keras.Model]]:
+    """A sequence model's two parts at another window size: per date, and per sequence.
+
+    Used to classify several date combinations that share dates: each date's FCN logits are
+    computed once and fed to the head of every combination that contains the date. The
+    composition ``head(t)(stack of logits(x_i))`` equals the model on ``(x_1 .. x_t)``.
+
+    Args:
+        model: A model from :func:`build_fcn_lstm` (or loaded from one).
+        tile_size: Side of the square input window (a multiple of 32).
+
+    Returns:
+        ``(logits, head)``: the FCN cut before its softmax, ``(n, tile, tile, bands) ->
+        (n, tile, tile, classes)``, and a function giving, for ``t`` dates, the ConvLSTM
+        head ``(n, t, tile, tile, classes) -> (n, tile, tile, classes)`` (built once per
+        ``t``). All weights are copies.
+
+    Raises:
+        ValueError: If ``model`` is not such a sequence model or the size is invalid.
+    """
+    old_fcn, head = _sequence_layers(model)
+    _check_sequence_size(1, tile_size)
+    logits = _logits_model(_copy_fcn(old_fcn, tile_size))
+    heads: dict[int, keras.Model] = {}
+
+    def head_for(timesteps: int) -> keras.Model:
+        if timesteps not in heads:
+            _check_sequence_size(timesteps, tile_size)
+            new_head = _unbuilt_head(head)
+            inputs = keras.Input(shape=(timesteps, tile_size, tile_size, model_classes(logits)), name="date_scores")
+            heads[timesteps] = keras.Model(inputs, new_head(inputs), name=f"{model.name}_head_{timesteps}")
+            new_head.set_weights(head.get_weights())
+        return heads[timesteps]
+
+    return logits, head_for
 
 
 def is_sequence_model(model: keras.Model) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from helpers.errors import InputError
@@ -62,3 +63,54 @@ def model_path(models_root: Path, name: str) -> Path:
         available = ", ".join(sorted(p.stem for p in models_root.glob("*.keras"))[:10]) if models_root.is_dir() else ""
         raise InputError(f"{path}: unknown model '{stem}'" + (f" (available: {available})" if available else ""))
     return path
+
+
+# ---------------------------------------------------------------------- ensembles
+_ENSEMBLE_RE = re.compile(r"^(?P<base>.+)_ensemble_(?P<label>\d+|\d{2}(?:_\d{2})+)$")
+
+
+def parse_runs(text: str) -> list[int]:
+    """Run numbers from ``134`` (one digit each) or ``1,3,12`` (comma-separated).
+
+    Raises:
+        InputError: If the text is not of either form, a number is 0, or one repeats.
+    """
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        numbers = [int(d) for d in text]
+    elif re.fullmatch(r"\d+(\s*,\s*\d+)+", text):
+        numbers = [int(part) for part in text.split(",")]
+    else:
+        raise InputError(f"--runs '{text}': give run digits (134 = runs 01, 03, 04) or numbers like 1,3,12")
+    if 0 in numbers or len(set(numbers)) != len(numbers):
+        raise InputError(f"--runs '{text}': run numbers must be positive and distinct")
+    return numbers
+
+
+def ensemble_label(numbers: Sequence[int]) -> str:
+    """Name suffix of an ensemble: ``134`` for single-digit runs, else ``01_03_12``."""
+    return "".join(str(n) for n in numbers) if max(numbers) < 10 else "_".join(f"{n:02d}" for n in numbers)
+
+
+def ensemble_name(base: str, numbers: Sequence[int]) -> str:
+    """Name of the ensemble of runs ``{base}_{NN}``: ``lstm_random_seq_ensemble_134``."""
+    return f"{base}_ensemble_{ensemble_label(numbers)}"
+
+
+def ensemble_members(models_root: Path, name: str) -> list[str] | None:
+    """The runs of an ensemble name (``{base}_ensemble_134``), or None for any other name.
+
+    A saved model of that very name is not an ensemble (the file wins).
+
+    Raises:
+        InputError: If the name is not plain, or names runs that do not exist.
+    """
+    stem = check_model_name(name)
+    match = _ENSEMBLE_RE.match(stem)
+    if match is None or (models_root / f"{stem}.keras").is_file():
+        return None
+    label = match["label"]
+    numbers = [int(part) for part in label.split("_")] if "_" in label else parse_runs(label)
+    if 0 in numbers or len(set(numbers)) != len(numbers):
+        raise InputError(f"ensemble '{stem}': run numbers must be positive and distinct")
+    return [model_path(models_root, f"{match['base']}_{n:02d}").stem for n in numbers]

@@ -7,7 +7,6 @@ reports/logs_and_plots/{MODEL_NAME}_ensemble_{RUNS}/, as metrics.py writes it.
 """
 
 import argparse
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -17,30 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.config import Config, load_config
 from helpers.errors import InputError, run_cli
-from helpers.runs import check_model_name, model_path
-
-
-def parse_runs(text: str) -> list[int]:
-    """Run numbers from ``134`` (one digit each) or ``1,3,12`` (comma-separated).
-
-    Raises:
-        InputError: If the text is not of either form, a number is 0, or one repeats.
-    """
-    text = text.strip()
-    if re.fullmatch(r"\d+", text):
-        numbers = [int(d) for d in text]
-    elif re.fullmatch(r"\d+(\s*,\s*\d+)+", text):
-        numbers = [int(part) for part in text.split(",")]
-    else:
-        raise InputError(f"--runs '{text}': give run digits (134 = runs 01, 03, 04) or numbers like 1,3,12")
-    if 0 in numbers or len(set(numbers)) != len(numbers):
-        raise InputError(f"--runs '{text}': run numbers must be positive and distinct")
-    return numbers
-
-
-def ensemble_label(numbers: Sequence[int]) -> str:
-    """Folder suffix of an ensemble: ``134`` for single-digit runs, else ``01_03_12``."""
-    return "".join(str(n) for n in numbers) if max(numbers) < 10 else "_".join(f"{n:02d}" for n in numbers)
+from helpers.runs import check_model_name, ensemble_name, model_path, parse_runs
 
 
 def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
@@ -100,7 +76,7 @@ def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
         return probabilities
 
     y_pred, _ = mean_softmax_predictions((loader(name) for name in names), predict)
-    ensemble = f"{base}_ensemble_{ensemble_label(runs)}"
+    ensemble = ensemble_name(base, runs)
     title = (f"ensemble: {ensemble} (mean softmax of {', '.join(names)})   split: {split}   level: {level}   "
              f"dates: {', '.join(sorted(config.evaluation))}")
     return score_and_report(config, ensemble, truth["y"], y_pred, split, title, say)

@@ -9,17 +9,11 @@ import pytest
 import rasterio
 from affine import Affine
 
-from helpers.classification import (
-    agreement,
-    class_and_confidence,
-    classify_scene,
-    plan_axis,
-    read_area,
-    window_geometry,
-)
+from helpers.classification import agreement, class_and_confidence, classify_scene
 from helpers.errors import InputError
 from helpers.generators import Normaliser
 from helpers.previews import write_class_png
+from helpers.sliding_windows import plan_axis, read_area, window_geometry
 
 N_BANDS = 13
 N_CLASSES = 8
