@@ -149,7 +149,7 @@ def default_batch_size(window: int, dates_per_window: int) -> int:
 
 def buffer_rows(window: int, n_windows_per_row: int, batch: int, block_rows: int = OUTPUT_BLOCK_ROWS) -> int:
     """Scene rows held in memory by :func:`predict_scene`: one output block plus the rows in flight."""
-    rows_in_flight = -(-batch // max(1, n_windows_per_row)) + 1
+    rows_in_flight = -(-(batch - 1) // max(1, n_windows_per_row)) + 1
     return block_rows + rows_in_flight * window
 
 
@@ -334,6 +334,7 @@ def predict_scene(
         inputs = np.empty((batch * dates, window, window, n_bands), dtype=np.float32)
         pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
         reader = _ChunkReader(datasets, window)
+        same_length = [[k for k, c in enumerate(combos) if len(c) == n] for n in sorted({len(c) for c in combos})]
 
         def flush() -> None:
             count = len(pending)
@@ -345,9 +346,10 @@ def predict_scene(
                 model.normaliser(raw.reshape(inputs.shape), out=inputs)
                 features = np.asarray(model.encode(inputs), dtype=np.float32)
                 features = features.reshape(batch, dates, window, window, -1)
-                for k, combo in enumerate(combos):
-                    scores = np.asarray(model.combine(features[:, combo]), dtype=np.float32)
-                    totals[k] += np.moveaxis(scores, -1, 1)
+                for ks in same_length:  # one call for all combinations of as many dates
+                    sequences = np.concatenate([features[:, combos[k]] for k in ks])
+                    scores = np.asarray(model.combine(sequences), dtype=np.float32)
+                    totals[ks] += np.moveaxis(scores.reshape(len(ks), batch, *scores.shape[1:]), -1, 2)
             if len(models) > 1:
                 totals /= len(models)
             for index, (r, c) in enumerate(pending):

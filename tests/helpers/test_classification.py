@@ -7,75 +7,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-from affine import Affine
+from scene_stacks import (
+    IDENTITY,
+    N_BANDS,
+    N_CLASSES,
+    SHAPE,
+    fcn_stand_in,
+    make_stacks,
+    one_hot,
+    sequence_stand_in,
+)
 
 from helpers.classification import agreement, class_and_confidence, classify_scene
-from helpers.errors import InputError
-from helpers.generators import Normaliser
 from helpers.previews import write_class_png
-from helpers.sliding_windows import plan_axis, read_area, window_geometry
-
-N_BANDS = 13
-N_CLASSES = 8
-SHAPE = (100, 90)
-TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 5600000.0)
-IDENTITY = Normaliser.from_values([0.0] * N_BANDS, [1.0] * N_BANDS)
-
-
-def write_stack(path: Path, bands: np.ndarray, area: np.ndarray) -> Path:
-    """A NEW merged stack: 13 uint16 bands and one area layer."""
-    data = np.concatenate([bands, area[np.newaxis]]).astype(np.uint16)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype="uint16", crs="EPSG:32633", transform=TRANSFORM) as dst:
-        dst.write(data)
-    return path
-
-
-def make_stacks(tmp_path: Path, dates: int, seed: int = 3) -> tuple[list[Path], np.ndarray, np.ndarray]:
-    """Random stacks whose band 1 codes a class per pixel, and an area with holes and a blank edge."""
-    rng = np.random.default_rng(seed)
-    area = np.ones(SHAPE, dtype=bool)
-    area[40:55, 20:35] = False
-    area[:, -5:] = False
-    bands = rng.integers(0, 200, size=(dates, N_BANDS, *SHAPE)).astype(np.uint16)
-    paths = [write_stack(tmp_path / f"stack_{d}.tif", bands[d], area) for d in range(dates)]
-    return paths, bands, area
-
-
-def one_hot(codes: np.ndarray) -> np.ndarray:
-    return np.eye(N_CLASSES, dtype=np.float32)[codes % N_CLASSES]
-
-
-def fcn_stand_in(batch: np.ndarray) -> np.ndarray:
-    """(n, w, w, bands) -> one-hot of (band 1 value mod 8), pixel by pixel."""
-    assert batch.ndim == 4 and batch.dtype == np.float32
-    return one_hot(batch[..., 0].astype(np.int64))
-
-
-def sequence_stand_in(batch: np.ndarray) -> np.ndarray:
-    """(n, t, w, w, bands) -> half a one-hot of (sum over dates of band 1) mod 8 (does not sum to 1)."""
-    assert batch.ndim == 5
-    return 0.5 * one_hot(batch[..., 0].sum(axis=1).astype(np.int64))
-
-
-@pytest.mark.parametrize("length, window, margin", [(100, 32, 8), (90, 32, 8), (32, 32, 8), (47, 32, 8),
-                                                    (700, 320, 32), (320, 320, 32)])
-def test_plan_covers_every_pixel_once_from_window_cores(length: int, window: int, margin: int) -> None:
-    plan = plan_axis(length, window, margin)
-    covered = np.zeros(length, dtype=int)
-    for start, lo, hi in zip(plan.starts, plan.lo, plan.hi, strict=True):
-        assert start >= 0 and start + window <= length
-        assert start <= lo < hi <= start + window
-        assert lo == 0 or lo >= start + margin  # only the first window writes its outer part ...
-        assert hi == length or hi <= start + window - margin  # ... and only the last
-        covered[lo:hi] += 1
-    assert (covered == 1).all()
-
-
-def test_faithful_plan_is_the_original_grid_inside() -> None:
-    plan = plan_axis(2828, 32, 8)
-    assert list(plan.starts[:3]) == [0, 16, 32]
-    assert list(plan.lo[1:3]) == [24, 40] and plan.hi[0] == 24  # centre rows r*16+8 ... r*16+24
+from helpers.sliding_windows import read_area, window_geometry
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fast"])
@@ -145,12 +90,6 @@ def test_windows_outside_the_area_are_not_predicted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(read_area(stacks[0], N_BANDS), area.astype(bool))
 
 
-def test_scene_smaller_than_a_window_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match="smaller than one"):
-        window_geometry("faithful", shape=(20, 90))
-    assert window_geometry("fast", shape=SHAPE) == (64, 16)  # fast windows shrink to the scene
-
-
 def test_agreement_and_preview(tmp_path: Path) -> None:
     a = np.array([[1, 2], [3, 0]], dtype=np.uint8)
     b = np.array([[1, 3], [3, 0]], dtype=np.uint8)
@@ -162,3 +101,36 @@ def test_agreement_and_preview(tmp_path: Path) -> None:
 
     rgb = np.asarray(Image.open(png).convert("RGB"))
     assert rgb[0, 0].tolist() == [255, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
+
+
+def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_window(tmp_path: Path) -> None:
+    import keras
+
+    from helpers.classification import collect_blocks, keras_window_model
+    from helpers.generators import Normaliser
+    from helpers.models import build_fcn_lstm, build_unet, rebuild_sequence_model
+    from helpers.sliding_windows import predict_scene
+
+    keras.utils.set_random_seed(5)
+    fcn = build_unet(N_BANDS, N_CLASSES, width=0.0625)
+    sequence = build_fcn_lstm(build_unet(N_BANDS, N_CLASSES, width=0.0625, tile_size=32), 3, 32)
+    stacks, _, _ = make_stacks(tmp_path, dates=3)
+    normaliser = Normaliser.from_values([100.0] * N_BANDS, [60.0] * N_BANDS)
+    window, margin = window_geometry("fast", shape=SHAPE)
+    assert (window, margin) == (64, 16)
+    for model, whole, is_sequence in ((fcn, fcn, False), (sequence, rebuild_sequence_model(sequence, window), True)):
+        expected = classify_scene(whole.predict_on_batch, stacks, N_BANDS, N_CLASSES, window, margin, normaliser,
+                                  sequence=is_sequence)
+        split = keras_window_model(model, window, normaliser)
+        got, _ = collect_blocks(predict_scene([split], stacks, [[0, 1, 2], [1, 2]], N_BANDS, N_CLASSES, window,
+                                              margin))
+        np.testing.assert_allclose(got[0], expected, atol=1e-5)
+        assert got[0].shape == expected.shape and not np.allclose(got[1], got[0])
+
+
+def test_combinations_are_split_into_passes_only_beyond_the_buffer_budget() -> None:
+    from helpers.classification import group_combinations
+
+    assert group_combinations([0, 1, 2, 3, 4, 5], 100, budget=1000) == [[0, 1, 2, 3, 4, 5]]
+    assert group_combinations([0, 1, 2, 3, 4, 5], 400, budget=1000) == [[0, 1], [2, 3], [4, 5]]
+    assert group_combinations([3, 5], 5000, budget=1000) == [[3], [5]]

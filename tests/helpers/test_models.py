@@ -232,6 +232,22 @@ def test_rebuild_at_a_larger_size_and_other_timesteps(small_sequence: keras.Mode
 def test_rebuild_rejects_a_single_date_model(small_fcn: keras.Model) -> None:
     with pytest.raises(ValueError, match="not a sequence model"):
         models.rebuild_sequence_model(small_fcn, TILE)
+    with pytest.raises(ValueError, match="not a sequence model"):
+        models.split_sequence_model(small_fcn, TILE)
+
+
+def test_split_parts_compose_to_the_model_at_another_size(small_sequence: keras.Model,
+                                                          sequences: np.ndarray) -> None:
+    _perturb_batchnorm(small_sequence.get_layer("time_distributed_fcn").layer, seed=3)
+    big = np.tile(sequences, (1, 1, 2, 2, 1))  # (2, dates, 64, 64, 13)
+    n, dates = big.shape[:2]
+    logits, head_for = models.split_sequence_model(small_sequence, 64)
+    per_date = logits.predict(big.reshape(n * dates, 64, 64, 13), verbose=0).reshape(n, dates, 64, 64, 8)
+    whole = models.rebuild_sequence_model(small_sequence, 64).predict(big, verbose=0)
+    np.testing.assert_allclose(head_for(dates).predict(per_date, verbose=0), whole, atol=1e-6)
+    shorter = models.rebuild_sequence_model(small_sequence, 64, timesteps=2).predict(big[:, 1:3], verbose=0)
+    np.testing.assert_allclose(head_for(2).predict(per_date[:, 1:3], verbose=0), shorter, atol=1e-6)
+    assert head_for(2) is head_for(2)  # built once per sequence length
 
 
 def test_saved_model_reloads_with_its_loss(small_fcn: keras.Model, small_sequence: keras.Model,

@@ -23,6 +23,7 @@ SHAPE = (100, 90)
 TRANSFORM = Affine(10.0, 0.0, 400070.0, 0.0, -10.0, 5639810.0)
 BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
 MODEL = "tiny_fcn_01"
+SECOND_RUN = "tiny_fcn_02"
 NARROW_MODEL = "narrow_fcn_01"  # 12 bands: does not match the L1C stacks
 
 
@@ -59,7 +60,9 @@ from helpers.models import build_unet
 from helpers.training import compile_model
 config = load_config({str(config_path)!r})
 config.models_root.mkdir(parents=True, exist_ok=True)
-for name, bands in (({MODEL!r}, 13), ({NARROW_MODEL!r}, 12)):
+import keras
+keras.utils.set_random_seed(11)
+for name, bands in (({MODEL!r}, 13), ({SECOND_RUN!r}, 13), ({NARROW_MODEL!r}, 12)):
     model = build_unet(n_bands=bands, n_classes=8, width=0.0625)
     compile_model(model, config, 1e-3)
     model.save(config.models_root / f"{{name}}.keras")
@@ -114,6 +117,41 @@ def test_fast_mode_reports_agreement_with_faithful(area: Path) -> None:
     assert "agreement with faithful" in result.stdout
     entry = json.loads((out_dir(area, MODEL) / f"{MODEL}_classification.json").read_text())["combinations"]["0"]
     assert entry["mode"] == "fast" and 0.0 <= entry["agreement_with_faithful"] <= 1.0
+
+
+def _maps(config_path: Path, model: str, k: int, kind: str = "probabilities") -> np.ndarray:
+    with rasterio.open(out_dir(config_path, model) / f"{model}_combination_{k}_{kind}.tif") as src:
+        return src.read()
+
+
+def test_all_combinations_in_one_pass_equal_one_at_a_time(area: Path) -> None:
+    assert run(SECOND_RUN, "--combination", "1", "--config", str(area)).returncode == 0
+    alone = _maps(area, SECOND_RUN, 1)
+    result = run(SECOND_RUN, "--config", str(area))
+    assert result.returncode == 0, result.stderr
+    assert "2 combinations of 3 dates classified together" in result.stdout
+    np.testing.assert_allclose(_maps(area, SECOND_RUN, 1), alone, atol=1e-5)
+    entry = json.loads((out_dir(area, SECOND_RUN) / f"{SECOND_RUN}_classification.json").read_text())
+    assert entry["combinations"]["0"]["combinations_in_pass"] == 2 and entry["combinations"]["0"]["dates"] == list(
+        DATES[:2])
+    assert not list(out_dir(area, SECOND_RUN).glob("*.partial"))
+
+
+def test_an_ensemble_name_averages_the_runs_maps(area: Path) -> None:
+    for model in (MODEL, SECOND_RUN):
+        assert run(model, "--combination", "0", "--config", str(area)).returncode == 0
+    ensemble = "tiny_fcn_ensemble_12"
+    result = run(ensemble, "--combination", "0", "--config", str(area))
+    assert result.returncode == 0, result.stderr
+    mean = (_maps(area, MODEL, 0) + _maps(area, SECOND_RUN, 0)) / 2
+    np.testing.assert_allclose(_maps(area, ensemble, 0), mean, atol=1e-5)
+    classes = _maps(area, ensemble, 0, "class")[0]
+    np.testing.assert_array_equal(classes[:, 6:], mean[:, :, 6:].argmax(axis=0) + 1)
+    summary = json.loads((out_dir(area, ensemble) / f"{ensemble}_classification.json").read_text())
+    assert summary["members"] == [MODEL, SECOND_RUN]
+    missing = run("tiny_fcn_ensemble_13", "--config", str(area))
+    assert missing.returncode == 2 and "unknown model 'tiny_fcn_03'" in missing.stderr
+    assert not out_dir(area, "tiny_fcn_ensemble_13").exists()
 
 
 @pytest.mark.parametrize("case", ["unknown", "outside", "missing_date", "bands"])

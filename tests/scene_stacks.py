@@ -1,0 +1,53 @@
+"""Small NEW stacks on a real grid and stand-in models whose output is a known function of the input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from affine import Affine
+
+from helpers.generators import Normaliser
+
+N_BANDS = 13
+N_CLASSES = 8
+SHAPE = (100, 90)
+TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 5600000.0)
+IDENTITY = Normaliser.from_values([0.0] * N_BANDS, [1.0] * N_BANDS)
+
+
+def write_stack(path: Path, bands: np.ndarray, area: np.ndarray) -> Path:
+    """A NEW merged stack: 13 uint16 bands and one area layer."""
+    data = np.concatenate([bands, area[np.newaxis]]).astype(np.uint16)
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
+                       dtype="uint16", crs="EPSG:32633", transform=TRANSFORM) as dst:
+        dst.write(data)
+    return path
+
+
+def make_stacks(tmp_path: Path, dates: int, seed: int = 3) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Random stacks whose band 1 codes a class per pixel, and an area with holes and a blank edge."""
+    rng = np.random.default_rng(seed)
+    area = np.ones(SHAPE, dtype=bool)
+    area[40:55, 20:35] = False
+    area[:, -5:] = False
+    bands = rng.integers(0, 200, size=(dates, N_BANDS, *SHAPE)).astype(np.uint16)
+    paths = [write_stack(tmp_path / f"stack_{d}.tif", bands[d], area) for d in range(dates)]
+    return paths, bands, area
+
+
+def one_hot(codes: np.ndarray) -> np.ndarray:
+    return np.eye(N_CLASSES, dtype=np.float32)[codes % N_CLASSES]
+
+
+def fcn_stand_in(batch: np.ndarray) -> np.ndarray:
+    """(n, w, w, bands) -> one-hot of (band 1 value mod 8), pixel by pixel."""
+    assert batch.ndim == 4 and batch.dtype == np.float32
+    return one_hot(batch[..., 0].astype(np.int64))
+
+
+def sequence_stand_in(batch: np.ndarray) -> np.ndarray:
+    """(n, t, w, w, bands) -> half a one-hot of (sum over dates of band 1) mod 8 (does not sum to 1)."""
+    assert batch.ndim == 5
+    return 0.5 * one_hot(batch[..., 0].sum(axis=1).astype(np.int64))
