@@ -16,6 +16,7 @@ from helpers.change_detection import (
     score_against_true_changes,
     summarise,
 )
+from helpers.classification import output_dir, output_files
 from helpers.config import Config
 from helpers.errors import InputError
 from helpers.grid import check_same_grid, grid_of_raster
@@ -25,14 +26,9 @@ from helpers.runs import check_model_name
 from helpers.vector import read_vector
 
 
-def classified_dir(config: Config, model_name: str) -> Path:
-    """Folder of a model's classification outputs."""
-    return config.processed_dir / "classified" / model_name
-
-
 def class_map_path(config: Config, model_name: str, combination: int) -> Path:
     """Class map of one date combination (written by classify.py)."""
-    return classified_dir(config, model_name) / f"{model_name}_combination_{combination}_class.tif"
+    return output_files(output_dir(config, model_name), model_name, combination)["class"]
 
 
 def detect_changes(config: Config, model_name: str) -> dict:
@@ -69,7 +65,7 @@ def detect_changes(config: Config, model_name: str) -> dict:
                          transform=grid.transform, fill=0, dtype="uint8").astype(bool)
         report["true_change"] = score_against_true_changes(result, true)
 
-    out_dir = classified_dir(config, name)
+    out_dir = output_dir(config, name)
     values = change_map(result, gt)
     write_raster(out_dir / f"{name}_change_map.tif", values, profile, ["change"],
                  {"VALUES": f"1-{max(c.id for c in classes)} stable (GT class), {CHANGE_ID} robust change to GT, "

@@ -317,7 +317,8 @@ def group_combinations(ks: Sequence[int], bytes_per_combination: int,
     return [list(ks[i: i + size]) for i in range(0, len(ks), size)]
 
 
-def _output_files(out_dir: Path, name: str, k: int) -> dict[str, Path]:
+def output_files(out_dir: Path, name: str, k: int) -> dict[str, Path]:
+    """The files classify.py writes for combination ``k`` of a model: maps and preview."""
     stem = f"{name}_combination_{k}"
     return {"probabilities": out_dir / f"{stem}_probabilities.tif", "class": out_dir / f"{stem}_class.tif",
             "confidence": out_dir / f"{stem}_confidence.tif", "preview": out_dir / f"{stem}_class.png"}
@@ -408,7 +409,7 @@ def classify_model(
             summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
     results = []
     for group in group_combinations(list(ks), per_combination):
-        files = {k: _output_files(out_dir, name, k) for k in group}
+        files = {k: output_files(out_dir, name, k) for k in group}
         started = time.perf_counter()
         blocks, window, margin = run(group, mode)
         with contextlib.ExitStack() as outputs:

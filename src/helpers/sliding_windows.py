@@ -47,8 +47,8 @@ MODEL_MULTIPLE = 32
 """Window sides must be multiples of this (the U-Net downsamples five times)."""
 PIXEL_BUDGET = 1 << 18
 """Default number of input pixels (windows x dates x window area) per model call."""
-CHUNK_EXTRA_ROWS = 256
-"""Rows read beyond one row of windows, so that a GeoTIFF block row is decoded about once."""
+CHUNK_ROWS = 288
+"""Rows read at once (at least): a 256-row GeoTIFF block row plus one faithful window."""
 OUTPUT_BLOCK_ROWS = 256
 """Scene rows per output block (the block height of the pipeline's GeoTIFFs)."""
 AREA_LAYERS: frozenset[str] = frozenset({"area", "extra_area"})
@@ -155,34 +155,40 @@ def buffer_rows(window: int, n_windows_per_row: int, batch: int, block_rows: int
 
 # ---------------------------------------------------------------------- reading
 class _ChunkReader:
-    """Row chunks of several same-grid stacks as one ``(dates, rows, cols, layers)`` uint16 array."""
+    """Row chunks of several same-grid stacks as one ``(dates, layers, rows, cols)`` uint16 array.
+
+    A chunk holds at least :data:`CHUNK_ROWS` rows (about one GeoTIFF block row, so that a block
+    is decoded about once in faithful mode) or one window; it is read in place, date by date.
+    """
 
     def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int) -> None:
         self.datasets = datasets
-        self.height = datasets[0].height
-        self.rows = window + CHUNK_EXTRA_ROWS
+        self.height, self.width = datasets[0].height, datasets[0].width
+        self.rows = max(window, CHUNK_ROWS)
         self.top = 0
-        self.data: np.ndarray | None = None
+        self.data = np.empty((len(datasets), datasets[0].count, min(self.rows, self.height), self.width),
+                             dtype=np.uint16)
+        self.filled = 0  # rows of ``data`` holding the chunk
 
     def rows_at(self, row: int, height: int) -> np.ndarray:
         """The chunk rows ``[row, row + height)`` of every date, reading a new chunk if needed."""
-        if self.data is None or row < self.top or row + height > self.top + self.data.shape[1]:
+        if row < self.top or row + height > self.top + self.filled:
             self.top = row
-            bottom = min(self.height, row + max(self.rows, height))
-            block = Window(0, row, self.datasets[0].width, bottom - row)
-            self.data = None  # release the previous chunk before reading the next
-            self.data = np.stack([np.moveaxis(ds.read(window=block), 0, -1) for ds in self.datasets])
-        return self.data[:, row - self.top: row - self.top + height]
+            self.filled = min(self.height, row + self.data.shape[2]) - row
+            block = Window(0, row, self.width, self.filled)
+            for date, ds in enumerate(self.datasets):
+                ds.read(window=block, out=self.data[date, :, : self.filled])
+        return self.data[:, :, row - self.top: row - self.top + height]
 
 
 def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
-    """Union of the area layers (the layers after the bands, last axis) as a bool array.
+    """Union of the area layers (the layers after the bands, first axis) as a bool array.
 
     A stack without area layers counts as inside everywhere.
     """
-    if data.shape[-1] <= n_bands:
-        return np.ones(data.shape[:-1], dtype=bool)
-    return np.any(data[..., n_bands:] != 0, axis=-1)
+    if data.shape[0] <= n_bands:
+        return np.ones(data.shape[1:], dtype=bool)
+    return np.any(data[n_bands:] != 0, axis=0)
 
 
 def read_area(stack: Path, n_bands: int, block_rows: int = 512) -> np.ndarray:
@@ -242,6 +248,14 @@ class WindowModel:
 
 def _identity(batch: np.ndarray) -> np.ndarray:
     return batch
+
+
+def _in_calls(function: ArrayFn, batch: np.ndarray, per_call: int) -> np.ndarray:
+    """``function`` over ``batch`` in calls of at most ``per_call`` items (bounds activation memory)."""
+    if len(batch) <= per_call:
+        return np.asarray(function(batch), dtype=np.float32)
+    return np.concatenate([np.asarray(function(batch[i: i + per_call]), dtype=np.float32)
+                           for i in range(0, len(batch), per_call)])
 
 
 # ---------------------------------------------------------------------- the scene pass
@@ -334,6 +348,7 @@ def predict_scene(
         inputs = np.empty((batch * dates, window, window, n_bands), dtype=np.float32)
         pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
         reader = _ChunkReader(datasets, window)
+        per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
         same_length = [[k for k, c in enumerate(combos) if len(c) == n] for n in sorted({len(c) for c in combos})]
 
         def flush() -> None:
@@ -344,11 +359,10 @@ def predict_scene(
             totals = np.zeros((len(combos), batch, n_classes, window, window), dtype=np.float32)
             for model in models:
                 model.normaliser(raw.reshape(inputs.shape), out=inputs)
-                features = np.asarray(model.encode(inputs), dtype=np.float32)
-                features = features.reshape(batch, dates, window, window, -1)
-                for ks in same_length:  # one call for all combinations of as many dates
+                features = _in_calls(model.encode, inputs, per_call).reshape(batch, dates, window, window, -1)
+                for ks in same_length:  # the combinations of as many dates together
                     sequences = np.concatenate([features[:, combos[k]] for k in ks])
-                    scores = np.asarray(model.combine(sequences), dtype=np.float32)
+                    scores = _in_calls(model.combine, sequences, per_call)
                     totals[ks] += np.moveaxis(scores.reshape(len(ks), batch, *scores.shape[1:]), -1, 2)
             if len(models) > 1:
                 totals /= len(models)
@@ -361,9 +375,11 @@ def predict_scene(
         def take(rows_out: int) -> SceneBlock:
             nonlocal top
             block = SceneBlock(top, maps[:, :, :rows_out] * area[:rows_out], area[:rows_out].copy())
-            maps[:, :, : capacity - rows_out] = maps[:, :, rows_out:]
+            for start in range(0, capacity - rows_out, rows_out):  # pieces that do not overlap: no temporary
+                end = min(start + rows_out, capacity - rows_out)
+                maps[:, :, start:end] = maps[:, :, start + rows_out: end + rows_out]
+                area[start:end] = area[start + rows_out: end + rows_out]
             maps[:, :, capacity - rows_out:] = 0.0
-            area[: capacity - rows_out] = area[rows_out:]
             area[capacity - rows_out:] = False
             top += rows_out
             return block
@@ -377,11 +393,11 @@ def predict_scene(
                     while r0 - top >= block_rows:
                         yield take(block_rows)
                 strip = reader.rows_at(int(y), window)
-                area[r0 - top: r1 - top] = area_layers(strip[0, r0 - y: r1 - y], n_bands)
+                area[r0 - top: r1 - top] = area_layers(strip[0, :, r0 - y: r1 - y], n_bands)
                 for c, x in enumerate(cols.starts):
                     if skip_outside and not area[r0 - top: r1 - top, cols.lo[c]: cols.hi[c]].any():
                         continue
-                    raw[len(pending)] = strip[:, :, x: x + window, :n_bands]
+                    raw[len(pending)] = np.moveaxis(strip[:, :n_bands, :, x: x + window], 1, -1)
                     pending.append((r, c))
                     if len(pending) == batch:
                         flush()

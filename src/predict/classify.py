@@ -4,8 +4,10 @@ Usage: python classify.py MODEL_NAME [--combination K|all] [--fast [--compare]] 
 
 Faithful mode (default): the original's 32x32 windows on a 16-px stride, the centre 16x16 kept,
 the scene border covered too. --fast: 320x320 windows with a 32-px margin (--compare also runs
-faithful mode and prints the pixel agreement of the two class maps). Writes GeoTIFFs
-(probabilities, class map, confidence) and PNG previews under
+faithful mode and prints the pixel agreement of the two class maps). All requested combinations
+are classified in one pass over the scene, each date predicted once per window. MODEL_NAME may
+name an ensemble, {BASE}_ensemble_134 (runs {BASE}_01, _03 and _04; their maps are averaged).
+Writes GeoTIFFs (probabilities, class map, confidence) and PNG previews under
 {data_root}/processed/classified/{MODEL_NAME}/.
 """
 
@@ -22,7 +24,8 @@ from helpers.errors import InputError, run_cli
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_name", metavar="MODEL_NAME", help="a model in the config's models folder")
+    parser.add_argument("model_name", metavar="MODEL_NAME",
+                        help="a model in the config's models folder, or an ensemble BASE_ensemble_RUNS")
     parser.add_argument("--combination", default="all",
                         help="combination number (0-based, as the original) or 'all' (default)")
     parser.add_argument("--fast", action="store_true", help="large windows with a margin instead of 32x32 tiles")
