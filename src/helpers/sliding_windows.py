@@ -49,6 +49,9 @@ PIXEL_BUDGET = 1 << 18
 """Default number of input pixels (windows x dates x window area) per model call."""
 CHUNK_ROWS = 288
 """Rows read at once (at least): a 256-row GeoTIFF block row plus one faithful window."""
+PASS_CACHE_MB = 128
+"""GDAL block cache during a pass (GDAL's default, 5 % of the RAM, would hold decoded blocks that
+the chunk reader already keeps)."""
 OUTPUT_BLOCK_ROWS = 256
 """Scene rows per output block (the block height of the pipeline's GeoTIFFs)."""
 AREA_LAYERS: frozenset[str] = frozenset({"area", "extra_area"})
@@ -333,6 +336,7 @@ def predict_scene(
     if not combos or any(not c or min(c) < 0 or max(c) >= dates for c in combos):
         raise ValueError(f"combinations {combinations} must be non-empty lists of indices below {dates}")
     with contextlib.ExitStack() as opened:
+        opened.enter_context(rasterio.Env(GDAL_CACHEMAX=PASS_CACHE_MB))
         datasets = _open_stacks(stacks, n_bands, opened)
         height, width = datasets[0].height, datasets[0].width
         try:
