@@ -92,8 +92,8 @@ class Config:
     level: str
     crs: str
     resolution: float
-    gt_file: Path
-    gt_attribute: str
+    gt_file: Path | None
+    gt_attribute: str | None
     aoi_file: Path
     extra_aoi_files: tuple[Path, ...]
     true_change_file: Path | None
@@ -120,6 +120,14 @@ class Config:
     norm_mean: tuple[float, ...] | None
     norm_std: tuple[float, ...] | None
     training: dict[str, Any] = field(default_factory=dict)
+    min_labelled_fraction: float = 1.0
+    classification_area: str = "aoi"
+    baselines: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """False for a classification-only study area (no ``ground_truth.file``)."""
+        return self.gt_file is not None
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -335,8 +343,12 @@ def load_config(path: str | Path | None = None) -> Config:
     if not resolution > 0:
         raise r.error("sentinel.resolution", "must be positive")
 
-    gt_file = data_root / r.get("ground_truth.file", kinds=str)
-    attribute = r.get("ground_truth.attribute", kinds=str)
+    gt_name = r.get("ground_truth.file", None, str)
+    gt_file = None if gt_name is None else data_root / gt_name
+    attribute = None if gt_file is None else r.get("ground_truth.attribute", kinds=str)
+    classification_area = r.get("ground_truth.classification_area", "aoi", str)
+    if classification_area not in ("aoi", "gt"):
+        raise r.error("ground_truth.classification_area", f"'{classification_area}' is not 'aoi' or 'gt'")
     aoi_file = data_root / r.get("ground_truth.aoi_file", kinds=str)
     extra = tuple(data_root / p for p in r.get("ground_truth.extra_aoi_files", [], list))
     true_change = r.get("ground_truth.true_change_file", None, str)
@@ -352,8 +364,9 @@ def load_config(path: str | Path | None = None) -> Config:
         if c.id != unclassifiable_id and c.pixel_count is None:
             raise r.error("classes", f"class {c.id} ({c.name}) needs a pixel_count (> 0) for the loss weights")
 
-    pool = r.dates("dates.training_pool")
-    if not pool:
+    # a classification-only study area (no GT file) needs no training dates
+    pool = r.dates("dates.training_pool", ... if gt_file is not None else [])
+    if not pool and gt_file is not None:
         raise r.error("dates.training_pool", "must name at least one date")
     if len(set(pool)) != len(pool):
         raise r.error("dates.training_pool", "dates must be unique")
@@ -366,9 +379,14 @@ def load_config(path: str | Path | None = None) -> Config:
         if missing:
             raise r.error(key, f"dates {missing} are not in dates.training_pool")
     new = r.dates("dates.new", [])
-    reference = normalise_date(r.get("dates.reference", pool[-1], str), source, "dates.reference")
-    if reference not in pool:
+    if not pool and not new:
+        raise r.error("dates.new", "a study area without ground truth needs at least one new date to classify")
+    default_reference = pool[-1] if pool else new[0]
+    reference = normalise_date(r.get("dates.reference", default_reference, str), source, "dates.reference")
+    if pool and reference not in pool:
         raise r.error("dates.reference", f"'{reference}' is not in dates.training_pool")
+    if not pool and reference not in new:
+        raise r.error("dates.reference", f"'{reference}' is not in dates.new (no training pool without GT)")
     combos_raw = r.get("dates.combinations", [], list)
     combinations = []
     for i, combo in enumerate(combos_raw):
@@ -398,6 +416,17 @@ def load_config(path: str | Path | None = None) -> Config:
     water_dates = r.dates("water_mask.dates", list(pool))
 
     tile_size = r.get("tiling.tile_size", 32, int)
+    min_labelled = float(r.get("tiling.min_labelled_fraction", 1.0, (int, float)))
+    if not 0.0 < min_labelled <= 1.0:
+        raise r.error("tiling.min_labelled_fraction", f"{min_labelled} is outside (0, 1] (1.0 keeps only fully "
+                      "labelled tiles, as the original)")
+    baselines_raw = r.get("sentinel.baselines", {}, dict)
+    baselines = {}
+    for date_key, value in baselines_raw.items():
+        date = normalise_date(date_key, source, f"sentinel.baselines.{date_key}")
+        if not isinstance(value, str) or not re.fullmatch(r"\d{2}\.\d{2}", value):
+            raise r.error(f"sentinel.baselines.{date_key}", f"{value!r} is not a processing baseline like \"05.09\"")
+        baselines[date] = value
     separation = r.get("tiling.separation", 1, int)
     stride = r.get("tiling.prediction_stride", 16, int)
     if tile_size < 2:
@@ -438,7 +467,8 @@ def load_config(path: str | Path | None = None) -> Config:
         water_thresholds=thresholds, water_threshold=threshold, water_dates=water_dates,
         tile_size=tile_size, separation=separation, prediction_stride=stride,
         split_method=method, split_seed=seed, split_fractions=fractions, block_size=block_size,
-        norm_mean=mean, norm_std=std, training=dict(training),
+        norm_mean=mean, norm_std=std, training=dict(training), min_labelled_fraction=min_labelled,
+        classification_area=classification_area, baselines=baselines,
     )
 
 
