@@ -127,7 +127,7 @@ def _model(sequence: bool):
 
 def ours(stacks: list[Path], sequence: bool, mode: str, batch_size: int | None) -> dict:
     """All combinations in one pass, as classify.py runs it; the time of the classification alone."""
-    from helpers.generators import Normaliser
+    from helpers.normalisation import Normaliser
 
     with rasterio.open(stacks[0]) as src:
         shape = (src.height, src.width)

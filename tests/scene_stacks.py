@@ -8,7 +8,7 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from helpers.generators import Normaliser
+from helpers.normalisation import Normaliser
 
 N_BANDS = 13
 N_CLASSES = 8

@@ -41,7 +41,7 @@ from helpers.sliding_windows import (
 )
 
 if TYPE_CHECKING:
-    from helpers.generators import Normaliser
+    from helpers.normalisation import Normaliser
 
 OUTPUT_BUFFER_BYTES = 1 << 30
 """Largest probability buffer of one pass; more combinations are split into several passes."""
@@ -179,7 +179,7 @@ def load_normaliser(config: Config, model_name: str, n_bands: int) -> Normaliser
         raise InputError(f"no {path.name} beside the model and no normalisation constants in {config.source}")
     if len(mean) != n_bands or len(std) != n_bands:
         raise InputError(f"{source}: {len(mean)} means and {len(std)} stds, the model takes {n_bands} bands")
-    from helpers.generators import Normaliser
+    from helpers.normalisation import Normaliser
 
     try:
         return Normaliser.from_values(mean, std)

@@ -19,7 +19,7 @@ import re
 import threading
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import numpy as np
 from helpers.config import Config
 from helpers.errors import InputError
 from helpers.io import atomic_path, open_raster, write_json_atomic, write_text_atomic
+from helpers.normalisation import Normaliser
 
 MAX_ANGLE = 45.0
 """Largest rotation of the augmentation, in degrees (the original's ``rotation_range``)."""
@@ -181,64 +182,6 @@ def _read_tile_folder(folder: Path, date: str, level: str, split: str, n_bands: 
 
 
 # ---------------------------------------------------------------------- normalisation
-@dataclass(frozen=True)
-class Normaliser:
-    """Per-band standardisation ``(x - mean) / std``.
-
-    Attributes:
-        mean: Per-band means (any sequence of numbers; stored as float32 (bands,)).
-        std: Per-band standard deviations, all positive (stored as float32 (bands,)).
-
-    Raises:
-        ValueError: If mean and std differ in length or a std is not positive.
-    """
-
-    mean: np.ndarray = field(repr=False)
-    std: np.ndarray = field(repr=False)
-
-    def __post_init__(self) -> None:
-        mean = np.asarray(self.mean, dtype=np.float32)
-        std = np.asarray(self.std, dtype=np.float32)
-        if mean.ndim != 1 or mean.shape != std.shape:
-            raise ValueError(f"mean and std must be equally long lists, got shapes {mean.shape} and {std.shape}")
-        if not np.all(std > 0):
-            raise ValueError("every std must be positive")
-        object.__setattr__(self, "mean", mean)
-        object.__setattr__(self, "std", std)
-
-    @classmethod
-    def from_values(cls, mean: Sequence[float], std: Sequence[float]) -> Normaliser:
-        """Build from two equally long sequences of numbers (same as the constructor)."""
-        return cls(np.asarray(mean), np.asarray(std))
-
-    def __call__(self, x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Standardise band values (bands on the last axis).
-
-        Args:
-            x: Band values, any numeric dtype.
-            out: Optional float32 array of the same shape to write into.
-
-        Returns:
-            float32 array of the same shape (``out`` if given).
-        """
-        x = np.asarray(x)
-        bands = self.mean.shape[0]
-        if x.shape[-1] != bands:
-            raise ValueError(f"expected {bands} bands on the last axis, got shape {x.shape}")
-        if out is None:
-            out = x.astype(np.float32)
-        else:
-            if out.shape != x.shape or out.dtype != np.float32 or not out.flags.c_contiguous:
-                raise ValueError(f"out must be a C-contiguous float32 array of shape {x.shape}")
-            np.copyto(out, x)
-        # constants repeated over a whole tile row: long inner loops instead of one per pixel
-        repeat = x.shape[-2] if x.ndim >= 2 else 1
-        flat = out.reshape(-1, repeat * bands)
-        flat -= np.tile(self.mean, repeat)
-        flat /= np.tile(self.std, repeat)
-        return out
-
-
 def band_statistics(tile_sets: Sequence[TileSet]) -> tuple[np.ndarray, np.ndarray]:
     """Exact per-band mean and (population) standard deviation over every pixel of the sets.
 

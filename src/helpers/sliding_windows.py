@@ -36,7 +36,7 @@ from helpers.errors import InputError
 from helpers.io import open_raster
 
 if TYPE_CHECKING:
-    from helpers.generators import Normaliser
+    from helpers.normalisation import Normaliser
 
 MODES: tuple[str, ...] = ("faithful", "fast")
 FAST_CORE = 256

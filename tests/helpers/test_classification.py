@@ -107,7 +107,7 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
     import keras
 
     from helpers.classification import collect_blocks, keras_window_model
-    from helpers.generators import Normaliser
+    from helpers.normalisation import Normaliser
     from helpers.models import build_fcn_lstm, build_unet, rebuild_sequence_model
     from helpers.sliding_windows import predict_scene
 
