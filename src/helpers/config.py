@@ -1,12 +1,13 @@
 """Load and validate a study-area configuration (one TOML file per study area).
 
 Every value a script needs comes from here, so that a researcher adapts the pipeline to
-their own Sentinel-2 data and ground truth by editing one file, not the code.
+their own Sentinel-2 data and ground truth by editing one file, not the code. The file is read
+strictly: an unknown key (a typo would otherwise fall back to a default unnoticed) is an error
+that suggests the closest valid one; the valid keys are listed in :mod:`helpers.config_schema`.
 """
 
 from __future__ import annotations
 
-import datetime
 import math
 import re
 import tomllib
@@ -14,11 +15,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyproj import CRS
-from pyproj.exceptions import CRSError
-
-from helpers.errors import ConfigError, InputError
+from helpers.config_schema import (
+    ConfigReader,
+    check_unknown_keys,
+    normalise_date,
+    read_crs,
+    read_norm,
+    read_training,
+)
+from helpers.errors import InputError
 from helpers.paths import DEFAULT_CONFIG, REPO_ROOT, resolve_from_root
+
+__all__ = ["L1C_BANDS", "L2A_BANDS", "LEVEL_BANDS", "SPLITS", "Config", "LandCoverClass",
+           "format_threshold", "load_config", "normalise_date", "normalise_gt_value", "read_config"]
 
 L1C_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A",
@@ -35,30 +44,7 @@ LEVEL_BANDS = {"L1C": L1C_BANDS, "L2A": L2A_BANDS}
 SPLITS: tuple[str, ...] = ("valid", "train", "test")
 """Subset names in the order the shuffled tile list is cut (first 20 % valid ...)."""
 
-_DATE_RE = re.compile(r"^(\d{4})-?(\d{2})-?(\d{2})$")
 _COLOUR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
-
-
-def normalise_date(value: object, source: object = "date", key: str = "date") -> str:
-    """Return a date label as ``YYYYMMDD``; accepts ``YYYYMMDD`` and ``YYYY-MM-DD``.
-
-    Args:
-        value: The date as given.
-        source: Where it came from (for the error message).
-        key: The config key or argument name (for the error message).
-
-    Raises:
-        ConfigError: If the value is not a valid calendar date.
-    """
-    match = _DATE_RE.match(str(value).strip())
-    if not match:
-        raise ConfigError(source, key, f"'{value}' is not a date (YYYYMMDD or YYYY-MM-DD)")
-    year, month, day = (int(part) for part in match.groups())
-    try:
-        datetime.date(year, month, day)
-    except ValueError as error:
-        raise ConfigError(source, key, f"'{value}' is not a valid date ({error})") from None
-    return f"{year:04d}{month:02d}{day:02d}"
 
 
 @dataclass(frozen=True)
@@ -252,39 +238,6 @@ def format_threshold(threshold: float) -> str:
 
 
 # ---------------------------------------------------------------------- loading
-class _Reader:
-    """Typed access to nested TOML values with errors naming the key."""
-
-    def __init__(self, data: dict[str, Any], source: Path) -> None:
-        self.data = data
-        self.source = source
-
-    def get(self, key: str, default: Any = ..., kinds: type | tuple[type, ...] = object) -> Any:
-        node: Any = self.data
-        for part in key.split("."):
-            if not isinstance(node, dict) or part not in node:
-                if default is ...:
-                    raise ConfigError(self.source, key, "missing")
-                return default
-            node = node[part]
-        wrong_type = not isinstance(node, kinds) or (isinstance(node, bool) and bool not in _tuple(kinds))
-        if kinds is not object and wrong_type:
-            names = "/".join(k.__name__ for k in _tuple(kinds))
-            raise ConfigError(self.source, key, f"expected {names}, got {type(node).__name__} {node!r}")
-        return node
-
-    def error(self, key: str, reason: str) -> ConfigError:
-        return ConfigError(self.source, key, reason)
-
-    def dates(self, key: str, default: Any = ...) -> tuple[str, ...]:
-        values = self.get(key, default, list)
-        return tuple(normalise_date(v, self.source, key) for v in values)
-
-
-def _tuple(kinds: type | tuple[type, ...]) -> tuple[type, ...]:
-    return kinds if isinstance(kinds, tuple) else (kinds,)
-
-
 def _normalise_gt_value(value: Any) -> Any:
     """Make GT attribute values comparable: integral numbers and digit strings become int."""
     if isinstance(value, bool):
@@ -315,7 +268,8 @@ def load_config(path: str | Path | None = None) -> Config:
         The validated configuration with absolute paths.
 
     Raises:
-        ConfigError: For a missing or invalid key (the message names the key and the reason).
+        ConfigError: For an unknown, missing or invalid key (the message names the key and the
+            reason; an unknown key comes with the closest valid one).
         InputError: If the file is missing or not valid TOML.
     """
     source = DEFAULT_CONFIG if path is None else resolve_from_root(path)
@@ -325,8 +279,20 @@ def load_config(path: str | Path | None = None) -> Config:
         data = tomllib.loads(source.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise InputError(f"{source}: not a valid TOML file ({error})") from None
-    r = _Reader(data, source)
+    check_unknown_keys(data, source)
+    return read_config(ConfigReader(data, source), source)
 
+
+def read_config(r: ConfigReader, source: Path) -> Config:
+    """Build the :class:`Config` from a parsed document whose keys are all known.
+
+    Args:
+        r: Reader over the whole document (it records every key asked for).
+        source: The config file.
+
+    Raises:
+        ConfigError: For a missing or invalid value.
+    """
     data_root = resolve_from_root(r.get("paths.data_root", kinds=str), REPO_ROOT)
     models_root = resolve_from_root(r.get("paths.models_root", "models", str))
     reports_root = resolve_from_root(r.get("paths.reports_root", "reports", str))
@@ -334,23 +300,23 @@ def load_config(path: str | Path | None = None) -> Config:
     level = str(r.get("sentinel.level", "L1C", str)).upper()
     if level not in LEVEL_BANDS:
         raise r.error("sentinel.level", f"'{level}' is not L1C or L2A")
-    crs = r.get("sentinel.crs", kinds=str)
-    try:
-        CRS.from_user_input(crs)
-    except CRSError:
-        raise r.error("sentinel.crs", f"'{crs}' is not a CRS pyproj understands") from None
-    resolution = float(r.get("sentinel.resolution", 10.0, (int, float)))
+    crs = read_crs(r, "sentinel.crs")
+    resolution = r.number("sentinel.resolution", 10.0)
     if not resolution > 0:
         raise r.error("sentinel.resolution", "must be positive")
+    baselines = _read_baselines(r)
 
     gt_name = r.get("ground_truth.file", None, str)
     gt_file = None if gt_name is None else data_root / gt_name
-    attribute = None if gt_file is None else r.get("ground_truth.attribute", kinds=str)
+    # without a GT file the attribute is optional (and unused)
+    attribute = r.get("ground_truth.attribute", ... if gt_file is not None else None, str)
     classification_area = r.get("ground_truth.classification_area", "aoi", str)
     if classification_area not in ("aoi", "gt"):
         raise r.error("ground_truth.classification_area", f"'{classification_area}' is not 'aoi' or 'gt'")
+    if classification_area == "gt" and gt_file is None:
+        raise r.error("ground_truth.classification_area", "'gt' needs ground_truth.file (use 'aoi')")
     aoi_file = data_root / r.get("ground_truth.aoi_file", kinds=str)
-    extra = tuple(data_root / p for p in r.get("ground_truth.extra_aoi_files", [], list))
+    extra = tuple(data_root / p for p in r.strings("ground_truth.extra_aoi_files", []))
     true_change = r.get("ground_truth.true_change_file", None, str)
     unclassifiable_id = r.get("ground_truth.unclassifiable_id", kinds=int)
     water_id = r.get("ground_truth.water_id", kinds=int)
@@ -360,73 +326,18 @@ def load_config(path: str | Path | None = None) -> Config:
     for key, value in (("ground_truth.unclassifiable_id", unclassifiable_id), ("ground_truth.water_id", water_id)):
         if value not in ids:
             raise r.error(key, f"class id {value} is not in the class table {ids}")
-    for c in classes:
-        if c.id != unclassifiable_id and c.pixel_count is None:
+    for c in classes:  # loss weights are needed for training only
+        if gt_file is not None and c.id != unclassifiable_id and c.pixel_count is None:
             raise r.error("classes", f"class {c.id} ({c.name}) needs a pixel_count (> 0) for the loss weights")
 
-    # a classification-only study area (no GT file) needs no training dates
-    pool = r.dates("dates.training_pool", ... if gt_file is not None else [])
-    if not pool and gt_file is not None:
-        raise r.error("dates.training_pool", "must name at least one date")
-    if len(set(pool)) != len(pool):
-        raise r.error("dates.training_pool", "dates must be unique")
-    fcn_training = r.dates("dates.fcn_training", list(pool))
-    fixed = r.dates("dates.fixed_sequence", list(fcn_training))
-    evaluation = r.dates("dates.evaluation", list(fcn_training))
-    subsets = (("dates.fcn_training", fcn_training), ("dates.fixed_sequence", fixed), ("dates.evaluation", evaluation))
-    for key, dates in subsets:
-        missing = sorted(set(dates) - set(pool))
-        if missing:
-            raise r.error(key, f"dates {missing} are not in dates.training_pool")
-    new = r.dates("dates.new", [])
-    if not pool and not new:
-        raise r.error("dates.new", "a study area without ground truth needs at least one new date to classify")
-    default_reference = pool[-1] if pool else new[0]
-    reference = normalise_date(r.get("dates.reference", default_reference, str), source, "dates.reference")
-    if pool and reference not in pool:
-        raise r.error("dates.reference", f"'{reference}' is not in dates.training_pool")
-    if not pool and reference not in new:
-        raise r.error("dates.reference", f"'{reference}' is not in dates.new (no training pool without GT)")
-    combos_raw = r.get("dates.combinations", [], list)
-    combinations = []
-    for i, combo in enumerate(combos_raw):
-        key = f"dates.combinations[{i}]"
-        if not isinstance(combo, list) or not combo:
-            raise r.error(key, "must be a non-empty list of dates")
-        dates = tuple(normalise_date(v, source, key) for v in combo)
-        missing = sorted(set(dates) - set(new))
-        if missing:
-            raise r.error(key, f"dates {missing} are not in dates.new")
-        combinations.append(tuple(sorted(dates)))
-
-    default_sweep = [-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6]  # np.arange(-0.6, 0.8, 0.2) of the original
-    thresholds = tuple(float(t) for t in r.get("water_mask.thresholds", default_sweep, list))
-    for t in thresholds:
-        if not -1.0 <= t <= 1.0:
-            raise r.error("water_mask.thresholds", f"{t} is outside the NDWI range [-1, 1]")
-    chosen = r.get("water_mask.threshold", 0.0, (int, float, str))
-    if isinstance(chosen, str):
-        if chosen.lower() != "none":
-            raise r.error("water_mask.threshold", f"'{chosen}' is neither a number nor \"none\"")
-        threshold = None
-    else:
-        threshold = float(chosen)
-        if not any(math.isclose(threshold, t, abs_tol=1e-9) for t in thresholds):
-            raise r.error("water_mask.threshold", f"{threshold} is not one of water_mask.thresholds {list(thresholds)}")
-    water_dates = r.dates("water_mask.dates", list(pool))
+    dates = _read_dates(r, source, has_gt=gt_file is not None)
+    water = _read_water_mask(r, dates["training_pool"])
 
     tile_size = r.get("tiling.tile_size", 32, int)
-    min_labelled = float(r.get("tiling.min_labelled_fraction", 1.0, (int, float)))
+    min_labelled = r.number("tiling.min_labelled_fraction", 1.0)
     if not 0.0 < min_labelled <= 1.0:
         raise r.error("tiling.min_labelled_fraction", f"{min_labelled} is outside (0, 1] (1.0 keeps only fully "
                       "labelled tiles, as the original)")
-    baselines_raw = r.get("sentinel.baselines", {}, dict)
-    baselines = {}
-    for date_key, value in baselines_raw.items():
-        date = normalise_date(date_key, source, f"sentinel.baselines.{date_key}")
-        if not isinstance(value, str) or not re.fullmatch(r"\d{2}\.\d{2}", value):
-            raise r.error(f"sentinel.baselines.{date_key}", f"{value!r} is not a processing baseline like \"05.09\"")
-        baselines[date] = value
     separation = r.get("tiling.separation", 1, int)
     stride = r.get("tiling.prediction_stride", 16, int)
     if tile_size < 2:
@@ -440,7 +351,7 @@ def load_config(path: str | Path | None = None) -> Config:
     if method not in ("random", "block"):
         raise r.error("split.method", f"'{method}' is not 'random' or 'block'")
     seed = r.get("split.seed", 1, int)
-    fractions = {s: float(r.get(f"split.{s}", d, (int, float))) for s, d in zip(SPLITS, (0.2, 0.6, 0.2), strict=True)}
+    fractions = {s: r.number(f"split.{s}", d) for s, d in zip(SPLITS, (0.2, 0.6, 0.2), strict=True)}
     if any(v < 0 for v in fractions.values()) or not math.isclose(sum(fractions.values()), 1.0, abs_tol=1e-6):
         raise r.error("split", f"valid + train + test must be fractions summing to 1, got {fractions}")
     block_size = r.get("split.block_size", 8, int)
@@ -448,72 +359,130 @@ def load_config(path: str | Path | None = None) -> Config:
         raise r.error("split.block_size", "must be at least 1")
 
     n_bands = len(LEVEL_BANDS[level])
-    mean = _read_norm(r, "normalisation.mean", n_bands)
-    std = _read_norm(r, "normalisation.std", n_bands)
+    mean = read_norm(r, "normalisation.mean", n_bands)
+    std = read_norm(r, "normalisation.std", n_bands)
     if (mean is None) != (std is None):
         raise r.error("normalisation", "give both mean and std as lists, or both as \"compute\"")
     if std is not None and any(s <= 0 for s in std):
         raise r.error("normalisation.std", "every value must be positive")
-    training = r.get("training", {}, dict)
 
     return Config(
         source=source, name=r.get("name", source.stem, str), data_root=data_root,
         models_root=models_root, reports_root=reports_root, level=level, crs=crs,
-        resolution=resolution, gt_file=gt_file, gt_attribute=attribute, aoi_file=aoi_file,
-        extra_aoi_files=extra, true_change_file=None if true_change is None else data_root / true_change,
-        unclassifiable_id=unclassifiable_id, water_id=water_id, classes=classes,
-        training_pool=pool, fcn_training=fcn_training, fixed_sequence=fixed, evaluation=evaluation,
-        new=new, reference=reference, combinations=tuple(combinations),
-        water_thresholds=thresholds, water_threshold=threshold, water_dates=water_dates,
+        resolution=resolution, gt_file=gt_file, gt_attribute=attribute if gt_file is not None else None,
+        aoi_file=aoi_file, extra_aoi_files=extra,
+        true_change_file=None if true_change is None else data_root / true_change,
+        unclassifiable_id=unclassifiable_id, water_id=water_id, classes=classes, **dates, **water,
         tile_size=tile_size, separation=separation, prediction_stride=stride,
         split_method=method, split_seed=seed, split_fractions=fractions, block_size=block_size,
-        norm_mean=mean, norm_std=std, training=dict(training), min_labelled_fraction=min_labelled,
+        norm_mean=mean, norm_std=std, training=read_training(r), min_labelled_fraction=min_labelled,
         classification_area=classification_area, baselines=baselines,
     )
 
 
-def _read_classes(r: _Reader) -> tuple[LandCoverClass, ...]:
+def _read_baselines(r: ConfigReader) -> dict[str, str]:
+    """``[sentinel.baselines]``: a free table, date -> processing baseline (``"05.09"``)."""
+    baselines = {}
+    for date_key, value in r.get("sentinel.baselines", {}, dict).items():
+        date = normalise_date(date_key, r.source, f"sentinel.baselines.{date_key}")
+        if not isinstance(value, str) or not re.fullmatch(r"\d{2}\.\d{2}", value):
+            raise r.error(f"sentinel.baselines.{date_key}", f"{value!r} is not a processing baseline like \"05.09\"")
+        if date in baselines:
+            raise r.error(f"sentinel.baselines.{date_key}", f"date {date} is listed twice; dates must be unique")
+        baselines[date] = value
+    return baselines
+
+
+def _read_dates(r: ConfigReader, source: Path, has_gt: bool) -> dict[str, Any]:
+    """The ``[dates]`` table as Config fields; every list holds distinct dates.
+
+    Without ground truth (a classification-only area) the training lists are optional and
+    default to empty, and the reference defaults to the first new date.
+    """
+    pool = r.dates("dates.training_pool", ... if has_gt else [])
+    if not pool and has_gt:
+        raise r.error("dates.training_pool", "must name at least one date")
+    fcn_training = r.dates("dates.fcn_training", list(pool) if has_gt else [])
+    fixed = r.dates("dates.fixed_sequence", list(fcn_training))
+    evaluation = r.dates("dates.evaluation", list(fcn_training))
+    for key, subset in (("dates.fcn_training", fcn_training), ("dates.fixed_sequence", fixed),
+                        ("dates.evaluation", evaluation)):
+        missing = sorted(set(subset) - set(pool))
+        if missing:
+            raise r.error(key, f"dates {missing} are not in dates.training_pool")
+    new = r.dates("dates.new", [])
+    if not pool and not new:
+        raise r.error("dates.new", "a study area without ground truth needs at least one new date to classify")
+    default_reference = pool[-1] if has_gt or not new else new[0]
+    reference = normalise_date(r.get("dates.reference", default_reference, str), source, "dates.reference")
+    if has_gt and reference not in pool:
+        raise r.error("dates.reference", f"'{reference}' is not in dates.training_pool")
+    if not has_gt and reference not in (*pool, *new):
+        raise r.error("dates.reference", f"'{reference}' is not in dates.new or dates.training_pool")
+    combinations: list[tuple[str, ...]] = []
+    for i, combo in enumerate(r.get("dates.combinations", [], list)):
+        key = f"dates.combinations[{i}]"
+        if not isinstance(combo, list) or not combo:
+            raise r.error(key, "must be a non-empty list of dates")
+        combo_dates = tuple(sorted(r.unique_dates(key, combo)))
+        missing = sorted(set(combo_dates) - set(new))
+        if missing:
+            raise r.error(key, f"dates {missing} are not in dates.new")
+        if combo_dates in combinations:
+            raise r.error(key, f"the same dates as dates.combinations[{combinations.index(combo_dates)}]")
+        combinations.append(combo_dates)
+    return {"training_pool": pool, "fcn_training": fcn_training, "fixed_sequence": fixed,
+            "evaluation": evaluation, "new": new, "reference": reference, "combinations": tuple(combinations)}
+
+
+def _read_water_mask(r: ConfigReader, pool: tuple[str, ...]) -> dict[str, Any]:
+    """The ``[water_mask]`` table as Config fields."""
+    default_sweep = [-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6]  # np.arange(-0.6, 0.8, 0.2) of the original
+    thresholds = r.numbers("water_mask.thresholds", default_sweep)
+    for t in thresholds:
+        if not -1.0 <= t <= 1.0:
+            raise r.error("water_mask.thresholds", f"{t} is outside the NDWI range [-1, 1]")
+    chosen = r.get("water_mask.threshold", 0.0, (int, float, str))
+    if isinstance(chosen, str):
+        if chosen.lower() != "none":
+            raise r.error("water_mask.threshold", f"'{chosen}' is neither a number nor \"none\"")
+        threshold = None
+    else:
+        threshold = r.finite("water_mask.threshold", chosen)
+        if not any(math.isclose(threshold, t, abs_tol=1e-9) for t in thresholds):
+            raise r.error("water_mask.threshold", f"{threshold} is not one of water_mask.thresholds {list(thresholds)}")
+    return {"water_thresholds": thresholds, "water_threshold": threshold,
+            "water_dates": r.dates("water_mask.dates", list(pool))}
+
+
+def _read_classes(r: ConfigReader) -> tuple[LandCoverClass, ...]:
+    """The ``[[classes]]`` table (required even without GT: it is the model's class table)."""
     table = r.get("classes", kinds=list)
     if not table:
         raise r.error("classes", "the class table is empty")
     classes: list[LandCoverClass] = []
     seen_values: dict[Any, int] = {}
     for i, entry in enumerate(table):
-        key = f"classes[{i}]"
         if not isinstance(entry, dict):
-            raise r.error(key, "must be a table with id, name and colour")
-        sub = _Reader(entry, r.source)
-        try:
-            cid = sub.get("id", kinds=int)
-            name = sub.get("name", kinds=str)
-            colour = sub.get("colour", "#808080", str)
-            count = sub.get("pixel_count", None, int)
-            values = sub.get("gt_values", [cid], list)
-        except ConfigError as error:
-            raise r.error(f"{key}.{error.key}", error.reason) from None
+            raise r.error(f"classes[{i}]", "must be a table with id, name and colour")
+        sub = r.child(entry, f"classes[{i}]")
+        cid = sub.get("id", kinds=int)
+        name = sub.get("name", kinds=str)
+        colour = sub.get("colour", "#808080", str)
+        count = sub.get("pixel_count", None, int)
+        values = sub.get("gt_values", [cid], list)
         if not 1 <= cid <= 255:
-            raise r.error(f"{key}.id", f"{cid} is outside 1..255 (0 means outside the study area)")
+            raise sub.error("id", f"{cid} is outside 1..255 (0 means outside the study area)")
         if any(c.id == cid for c in classes):
-            raise r.error(f"{key}.id", f"duplicate class id {cid}")
+            raise sub.error("id", f"duplicate class id {cid}")
         if not _COLOUR_RE.match(colour):
-            raise r.error(f"{key}.colour", f"'{colour}' is not a #rrggbb colour")
+            raise sub.error("colour", f"'{colour}' is not a #rrggbb colour")
         if count is not None and count <= 0:
-            raise r.error(f"{key}.pixel_count", "must be positive")
+            raise sub.error("pixel_count", "must be positive")
         normalised = tuple(_normalise_gt_value(v) for v in values)
         for v in normalised:
             if v in seen_values:
-                raise r.error(f"{key}.gt_values", f"value {v!r} already maps to class {seen_values[v]}")
+                raise sub.error("gt_values", f"value {v!r} already maps to class {seen_values[v]}")
             seen_values[v] = cid
         classes.append(LandCoverClass(cid, name, colour, count, normalised))
     return tuple(classes)
-
-
-def _read_norm(r: _Reader, key: str, n_bands: int) -> tuple[float, ...] | None:
-    value = r.get(key, "compute", (list, str))
-    if isinstance(value, str):
-        if value != "compute":
-            raise r.error(key, f"'{value}' is neither a list of numbers nor \"compute\"")
-        return None
-    if len(value) != n_bands or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        raise r.error(key, f"expected {n_bands} numbers (one per band), got {value!r}")
-    return tuple(float(v) for v in value)

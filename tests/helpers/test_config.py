@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,8 @@ from typing import Any
 import pytest
 from study_area import DELETE, NEW_DATES, TRAINING_DATES
 
-from helpers.config import L1C_BANDS, L2A_BANDS, format_threshold, load_config, normalise_date
+from helpers.config import L1C_BANDS, L2A_BANDS, format_threshold, load_config, normalise_date, read_config
+from helpers.config_schema import KNOWN_KEYS, SCHEMA, TRAINING_SCHEMA, ConfigReader
 from helpers.errors import ConfigError, InputError
 from helpers.paths import REPO_ROOT
 
@@ -25,6 +27,11 @@ def test_shipped_configs_load(name: str) -> None:
     assert config.reference in config.training_pool
     assert config.unclassifiable_id in config.class_ids and config.water_id in config.class_ids
     assert config.tile_stride == config.tile_size + config.separation
+
+
+@pytest.mark.parametrize("path", sorted((REPO_ROOT / "configs").rglob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_and_template_has_only_valid_keys(path: Path) -> None:
+    assert load_config(path).source == path
 
 
 def test_default_config_is_the_demo() -> None:
@@ -166,3 +173,259 @@ def test_normalise_date_rejects_impossible_day() -> None:
                                                  (0.25, "0.25"), (0.2 + 0.4, "0.6"), (-1e-17, "0.0")])
 def test_threshold_file_labels(threshold: float, text: str) -> None:
     assert format_threshold(threshold) == text
+
+
+def _raises(path: Path, key: str, reason: str) -> ConfigError:
+    """Load ``path`` and check the one-line message: file, dotted key, reason."""
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(key)}': .*{re.escape(reason)}") as caught:
+        load_config(path)
+    assert caught.value.key == key
+    assert str(caught.value).startswith(f"{path}: config key '{key}': ")
+    assert "\n" not in str(caught.value)
+    return caught.value
+
+
+# ---------------------------------------------------------------------- unknown keys
+@pytest.mark.parametrize(("changes", "key", "suggestion"), [
+    ({"nmae": "x"}, "nmae", "name"),
+    ({"tilling.tile_size": 8}, "tilling", "tiling"),
+    ({"normalisaton.mean": "compute"}, "normalisaton", "normalisation"),
+    ({"paths.data_rot": "x"}, "paths.data_rot", "paths.data_root"),
+    ({"sentinel.levl": "L1C"}, "sentinel.levl", "sentinel.level"),
+    ({"sentinel.baseline": {"20220419": "04.00"}}, "sentinel.baseline", "sentinel.baselines"),
+    ({"ground_truth.atribute": "x"}, "ground_truth.atribute", "ground_truth.attribute"),
+    ({"ground_truth.extra_aoi_file": []}, "ground_truth.extra_aoi_file", "ground_truth.extra_aoi_files"),
+    ({"classes.2.colr": "#000000"}, "classes[2].colr", "classes[2].colour"),
+    ({"classes.0.pixelcount": 5}, "classes[0].pixelcount", "classes[0].pixel_count"),
+    ({"dates.referense": "20160522"}, "dates.referense", "dates.reference"),
+    ({"dates.combination": []}, "dates.combination", "dates.combinations"),
+    ({"water_mask.treshold": 0.0}, "water_mask.treshold", "water_mask.threshold"),
+    ({"tiling.tile_sise": 8}, "tiling.tile_sise", "tiling.tile_size"),
+    ({"split.sed": 1}, "split.sed", "split.seed"),
+    ({"normalisation.men": [1.0] * 13}, "normalisation.men", "normalisation.mean"),
+    ({"training.batch_size_fnc": 8}, "training.batch_size_fnc", "training.batch_size_fcn"),
+    ({"training.max_epoch": 8}, "training.max_epoch", "training.max_epochs"),
+    ({"training.seed": 1}, "training.seed", "split.seed"),  # no close sibling: the same name elsewhere
+    ({"tiling.method": "block"}, "tiling.method", "split.method"),
+])
+def test_unknown_key_suggests_the_closest_valid_key(write_config: WriteConfig, changes: dict[str, Any], key: str,
+                                                     suggestion: str) -> None:
+    error = _raises(write_config(changes), key, "unknown key")
+    assert error.reason.endswith(f"(did you mean '{suggestion}'?)")
+    if suggestion.rpartition(".")[0] != key.rpartition(".")[0]:  # a key of another table
+        assert error.reason.startswith("unknown key here ")
+
+
+def test_unknown_key_message_format(write_config: WriteConfig) -> None:
+    path = write_config({"normalisation.men": [1.0] * 13})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"{path}: config key 'normalisation.men': unknown key "
+                                 "(did you mean 'normalisation.mean'?)")
+
+
+def test_unknown_key_without_a_close_match_lists_the_valid_keys(write_config: WriteConfig) -> None:
+    _raises(write_config({"split.shuffle": True}), "split.shuffle",
+            "unknown key (valid keys: method, seed, valid, train, test, block_size)")
+
+
+def test_unknown_key_is_reported_before_the_values_it_leaves_at_their_defaults(write_config: WriteConfig) -> None:
+    # without the unknown-key check, the missing mean would be reported as "give both mean and std"
+    path = write_config({"normalisation.mean": DELETE, "normalisation.men": [1.0] * 13})
+    _raises(path, "normalisation.men", "did you mean 'normalisation.mean'?")
+
+
+def test_a_section_must_be_a_table(write_config: WriteConfig) -> None:
+    _raises(write_config({"paths": "data"}), "paths", "expected a table [paths], got str")
+
+
+def test_baselines_are_a_free_table_of_dates(write_config: WriteConfig) -> None:
+    config = load_config(write_config({"sentinel.baselines": {"2022-04-19": "04.00", "20160403": "02.04"}}))
+    assert config.baselines == {"20220419": "04.00", "20160403": "02.04"}
+    _raises(write_config({"sentinel.baselines": {"April": "04.00"}}), "sentinel.baselines.April", "not a date")
+    _raises(write_config({"sentinel.baselines": {"20220419": "4"}}), "sentinel.baselines.20220419",
+            "not a processing baseline")
+
+
+def test_every_schema_key_is_read_by_the_loader(write_config: WriteConfig) -> None:
+    """The schema and the loader agree: no valid key is silently ignored (the reader itself
+    refuses to read a key missing from the schema)."""
+    import tomllib
+
+    path = write_config()
+    reader = ConfigReader(tomllib.loads(path.read_text(encoding="utf-8")), path)
+    read_config(reader, path)
+    tables = {k for k, v in SCHEMA.items() if isinstance(v, dict)}
+    assert KNOWN_KEYS - reader.asked == tables
+    with pytest.raises(KeyError, match=re.escape("missing from helpers/config_schema.py")):
+        reader.get("tiling.no_such_key", None)
+
+
+# ---------------------------------------------------------------------- duplicate dates
+@pytest.mark.parametrize(("changes", "key"), [
+    ({"dates.training_pool": ["20160403", "20160522", "2016-04-03"]}, "dates.training_pool"),
+    ({"dates.fcn_training": ["20160403", "2016-04-03"]}, "dates.fcn_training"),
+    ({"dates.fixed_sequence": ["2016-05-22", "20160522"]}, "dates.fixed_sequence"),
+    ({"dates.evaluation": ["20160403", "20160522", "20160403"]}, "dates.evaluation"),
+    ({"dates.new": ["20220419", "2022-04-19"]}, "dates.new"),
+    ({"water_mask.dates": ["20160403", "2016-04-03"]}, "water_mask.dates"),
+    ({"dates.combinations": [["20220419", "2022-04-19"]]}, "dates.combinations[0]"),
+])
+def test_duplicate_dates_are_refused_after_normalisation(write_config: WriteConfig, changes: dict[str, Any],
+                                                         key: str) -> None:
+    error = _raises(write_config(changes), key, "is listed twice")
+    assert "dates must be unique" in error.reason
+
+
+def test_duplicate_date_message_shows_both_forms(write_config: WriteConfig) -> None:
+    error = _raises(write_config({"dates.fcn_training": ["20160403", "2016-04-03"]}), "dates.fcn_training", "")
+    assert error.reason == "date 20160403 is listed twice (as '20160403' and '2016-04-03'); dates must be unique"
+
+
+def test_identical_combinations_are_refused(write_config: WriteConfig) -> None:
+    path = write_config({"dates.new": ["20220419", "20220501", "20220601"],
+                         "dates.combinations": [["20220419", "20220501"], ["20220601"], ["20220501", "2022-04-19"]]})
+    _raises(path, "dates.combinations[2]", "the same dates as dates.combinations[0]")
+
+
+# ---------------------------------------------------------------------- numbers and CRS
+@pytest.mark.parametrize(("changes", "key", "reason"), [
+    ({"sentinel.resolution": math.inf}, "sentinel.resolution", "inf is not a finite number"),
+    ({"sentinel.resolution": math.nan}, "sentinel.resolution", "nan is not a finite number"),
+    ({"water_mask.thresholds": [-0.2, math.nan]}, "water_mask.thresholds", "nan is not a finite number"),
+    ({"water_mask.thresholds": [-0.2, "0.0"]}, "water_mask.thresholds", "expected a list of numbers"),
+    ({"water_mask.threshold": math.nan}, "water_mask.threshold", "nan is not a finite number"),
+    ({"water_mask.threshold": -math.inf}, "water_mask.threshold", "-inf is not a finite number"),
+    ({"split.valid": math.nan}, "split.valid", "nan is not a finite number"),
+    ({"split.test": math.inf}, "split.test", "inf is not a finite number"),
+    ({"tiling.min_labelled_fraction": math.nan}, "tiling.min_labelled_fraction", "nan is not a finite number"),
+    ({"normalisation.mean": [1.0] * 12 + [math.nan]}, "normalisation.mean", "nan is not a finite number"),
+    ({"normalisation.std": [1.0] * 12 + [math.inf]}, "normalisation.std", "inf is not a finite number"),
+    ({"normalisation.std": [1.0] * 12 + [-1.0]}, "normalisation.std", "must be positive"),
+])
+def test_numbers_must_be_finite(write_config: WriteConfig, changes: dict[str, Any], key: str, reason: str) -> None:
+    _raises(write_config(changes), key, reason)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:4978", "EPSG:2263"])
+def test_crs_must_be_projected_in_metres(write_config: WriteConfig, crs: str) -> None:
+    _raises(write_config({"sentinel.crs": crs}), "sentinel.crs",
+            "a projected CRS in metres such as the scene's UTM zone (e.g. EPSG:32633) is required")
+
+
+def test_geographic_crs_message(write_config: WriteConfig) -> None:
+    error = _raises(write_config({"sentinel.crs": "EPSG:4326"}), "sentinel.crs", "")
+    assert error.reason.startswith("'EPSG:4326' (WGS 84) is not a projected CRS in degree;")
+
+
+def test_projected_crs_in_metres_is_accepted(write_config: WriteConfig) -> None:
+    assert load_config(write_config({"sentinel.crs": "EPSG:3035"})).crs == "EPSG:3035"
+
+
+@pytest.mark.parametrize(("value", "reason"), [([5], "expected a list of strings, got int 5"),
+                                               (["a.shp", ["b.shp"]], "expected a list of strings, got list"),
+                                               ("a.shp", "expected list, got str")])
+def test_extra_aoi_files_must_be_a_list_of_strings(write_config: WriteConfig, value: Any, reason: str) -> None:
+    _raises(write_config({"ground_truth.extra_aoi_files": value}), "ground_truth.extra_aoi_files", reason)
+
+
+def test_extra_aoi_files_are_relative_to_the_data_root(write_config: WriteConfig, tmp_path: Path) -> None:
+    config = load_config(write_config({"ground_truth.extra_aoi_files": ["raw/cz.shp"]}))
+    assert config.extra_aoi_files == (tmp_path / "data" / "raw" / "cz.shp",)
+
+
+# ---------------------------------------------------------------------- [training]
+ALL_TRAINING = {"batch_size_fcn": 8, "batch_size_lstm": 4, "steps_per_epoch": 10, "validation_steps": 1,
+                "max_epochs": 1, "learning_rate": 1, "timesteps": 2, "patience": 0, "monitor": "categorical_accuracy",
+                "deterministic": True}
+
+
+def test_training_values_are_kept_as_given(write_config: WriteConfig) -> None:
+    assert set(ALL_TRAINING) == set(TRAINING_SCHEMA)
+    config = load_config(write_config({"training": ALL_TRAINING}))
+    assert config.training == ALL_TRAINING
+    assert load_config(write_config({"training": {}})).training == {}  # monitor default is not stored
+    assert load_config(write_config({"training": DELETE})).training == {}
+
+
+@pytest.mark.parametrize(("key", "value", "reason"), [
+    ("batch_size_fcn", "64", "expected int, got str '64'"),
+    ("batch_size_fcn", True, "expected int, got bool"),
+    ("batch_size_fcn", 0, "must be at least 1, got 0"),
+    ("batch_size_lstm", 2.0, "expected int, got float"),
+    ("steps_per_epoch", 0, "must be at least 1"),
+    ("validation_steps", -1, "must be at least 1"),
+    ("max_epochs", 0, "must be at least 1"),
+    ("learning_rate", 0, "must be a finite number > 0"),
+    ("learning_rate", -0.001, "must be a finite number > 0"),
+    ("learning_rate", math.nan, "must be a finite number > 0"),
+    ("learning_rate", math.inf, "must be a finite number > 0"),
+    ("learning_rate", "1e-3", "expected int/float, got str"),
+    ("learning_rate", False, "expected int/float, got bool"),
+    ("timesteps", 1, "must be at least 2, got 1"),
+    ("patience", -1, "must be at least 0"),
+    ("patience", "20", "expected int"),
+    ("monitor", "val_loss", "'val_loss' is not one of 'masked_accuracy', 'categorical_accuracy'"),
+    ("monitor", 1, "expected str"),
+    ("deterministic", 1, "expected bool, got int"),
+    ("deterministic", "yes", "expected bool, got str"),
+])
+def test_bad_training_value_names_the_key(write_config: WriteConfig, key: str, value: Any, reason: str) -> None:
+    _raises(write_config({f"training.{key}": value}), f"training.{key}", reason)
+
+
+# ---------------------------------------------------------------------- date layouts
+NO_GT = {"ground_truth.file": DELETE, "ground_truth.attribute": DELETE, "dates.training_pool": DELETE,
+         "dates.fcn_training": DELETE, "dates.fixed_sequence": DELETE, "dates.evaluation": DELETE,
+         "dates.reference": DELETE}
+
+
+def test_classification_only_config(write_config: WriteConfig) -> None:
+    config = load_config(write_config({**NO_GT, "dates.new": ["20220419", "20220501"],
+                                       "dates.combinations": [["20220419"], ["20220501"]],
+                                       "classes.0.pixel_count": DELETE}))  # loss weights: training only
+    assert not config.has_ground_truth
+    assert config.gt_file is None and config.gt_attribute is None
+    assert config.training_pool == config.fcn_training == config.fixed_sequence == config.evaluation == ()
+    assert config.water_dates == ()
+    assert config.reference == "20220419"  # the first new date
+    assert config.combinations == (("20220419",), ("20220501",))
+    assert config.class_ids == (1, 2, 3, 4, 5, 6, 7, 8) and config.classes[0].pixel_count is None
+    assert load_config(write_config()).has_ground_truth
+
+
+def test_classification_only_config_accepts_the_optional_gt_keys(write_config: WriteConfig) -> None:
+    config = load_config(write_config({**NO_GT, "ground_truth.attribute": "ATKIS_mod",
+                                       "ground_truth.true_change_file": "raw/changes.shp"}))
+    assert config.gt_attribute is None and config.true_change_file is not None
+    assert config.reference == "20220419"
+
+
+@pytest.mark.parametrize(("changes", "key", "reason"), [
+    ({"ground_truth.unclassifiable_id": DELETE}, "ground_truth.unclassifiable_id", "missing"),
+    ({"ground_truth.water_id": DELETE}, "ground_truth.water_id", "missing"),
+    ({"classes": DELETE}, "classes", "missing"),
+    ({"dates.new": []}, "dates.new", "needs at least one new date"),
+    ({"dates.reference": "20220501"}, "dates.reference", "not in dates.new"),
+    ({"dates.fcn_training": ["20160403"]}, "dates.fcn_training", "not in dates.training_pool"),
+    ({"ground_truth.classification_area": "gt"}, "ground_truth.classification_area", "needs ground_truth.file"),
+])
+def test_classification_only_config_still_needs(write_config: WriteConfig, changes: dict[str, Any], key: str,
+                                                reason: str) -> None:
+    _raises(write_config({**NO_GT, **changes}), key, reason)
+
+
+def test_one_date_config(write_config: WriteConfig) -> None:
+    config = load_config(write_config({"dates.training_pool": ["2016-04-03"], "dates.fcn_training": DELETE,
+                                       "dates.fixed_sequence": DELETE, "dates.evaluation": DELETE,
+                                       "dates.reference": DELETE, "dates.new": DELETE,
+                                       "dates.combinations": DELETE}))
+    assert config.training_pool == config.fcn_training == config.fixed_sequence == config.evaluation == ("20160403",)
+    assert config.reference == "20160403" and config.new == () and config.combinations == ()
+    assert config.water_dates == ("20160403",)
+
+
+def test_fcn_only_config(write_config: WriteConfig) -> None:
+    config = load_config(write_config({"dates.fixed_sequence": DELETE, "dates.combinations": DELETE}))
+    assert config.fixed_sequence == config.fcn_training == TRAINING_DATES
+    assert config.combinations == ()
