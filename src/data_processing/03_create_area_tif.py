@@ -1,4 +1,7 @@
-"""Step 03: area mask (GT labelled and reference scene non-zero), plus extra AOI masks.
+"""Step 03: area mask (the AOI where the reference scene has data, or only the GT), plus extra AOI masks.
+
+[ground_truth] classification_area = "aoi" (default; the only rule without GT) or "gt" (the original:
+only labelled pixels).
 
 Usage: python 03_create_area_tif.py [LEVEL] [--config CONFIG] [--force]
 """

@@ -1,7 +1,8 @@
 """Step 05: TRAIN -> georeferenced training tiles per subset; NEW -> prediction-window index.
 
-Training tiles are 32x32 on a 33-px stride, kept only if fully labelled and fully on the
-image; the subset of each tile comes from tile_split.json (identical for every date).
+Training tiles are 32x32 on a 33-px stride, kept only if at least [tiling] min_labelled_fraction
+of their pixels is labelled (default 1.0, the original) and every band is on the image; the subset
+of each tile comes from tile_split.json (identical for every date). TRAIN needs ground truth.
 
 Usage: python 05_split_into_tiles.py DATE [LEVEL] [TRAIN|NEW] [--split random|block] [--config CONFIG] [--force]
 """

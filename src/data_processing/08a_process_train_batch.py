@@ -1,6 +1,7 @@
 """Step 08a: pre-process every date of the training pool into training tiles.
 
-Dates whose tiles are complete are skipped unless --force.
+Outputs are rebuilt when the config values or input files they were made from changed; dates
+whose outputs are all up to date are skipped unless --force. Needs ground truth.
 
 Usage: python 08a_process_train_batch.py [LEVEL] [--split random|block] [--config CONFIG] [--force]
 """

@@ -1,6 +1,8 @@
 """Step 08b: pre-process every new (classification) date into prediction stacks.
 
-Dates whose outputs are complete are skipped unless --force.
+Outputs are rebuilt when the config values or input files they were made from changed; dates
+whose outputs are all up to date are skipped unless --force. Works without ground truth
+(a classification-only study area: the area is the AOI where the reference scene has data).
 
 Usage: python 08b_process_new_batch.py [LEVEL] [--config CONFIG] [--force]
 """

@@ -191,8 +191,19 @@ def water_sweep_line(threshold: str, kept: int, total: int) -> str:
 
 
 def area_mask(gt: np.ndarray, band1: np.ndarray) -> np.ndarray:
-    """1 where the GT is labelled and the reference scene has data (band 1 non-zero), else 0."""
+    """The original's area (``classification_area = "gt"``): 1 where the GT is labelled and the
+    reference scene has data (band 1 non-zero), else 0."""
     return ((gt != 0) & (band1 != 0)).astype(np.uint8)
+
+
+def scene_area_mask(band1: np.ndarray) -> np.ndarray:
+    """The default area (``classification_area = "aoi"``): 1 where the reference scene has data.
+
+    Step 01 sets every pixel whose centre is outside the AOI to 0, so this is the AOI where the
+    scene has data; it needs no GT, so a classification-only study area can use it, and with GT
+    the whole AOI is classified, not only the GT polygons.
+    """
+    return (band1 != 0).astype(np.uint8)
 
 
 def extra_area_mask(areas: Sequence[BaseGeometry], grid: SceneGrid, band1: np.ndarray) -> np.ndarray:

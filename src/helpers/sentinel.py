@@ -13,7 +13,7 @@ import re
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +39,8 @@ SPECTRAL_BANDS = frozenset(ESA_BAND_IDS)
 OFFSET_BASELINE = 4.0
 """Processing baseline from which products carry DN = reflectance * 10000 + 1000."""
 DEFAULT_OFFSET = -1000
+OFFSET_START_DATE = "20220125"
+"""First sensing date of products with baseline >= 04.00 (and so the +1000 offset), YYYYMMDD."""
 INGEST_CACHE_MB = 256
 """GDAL block-cache limit while ingesting, in MB."""
 
@@ -218,6 +220,47 @@ def metadata_from_name(product_name: str) -> ProductMetadata:
     return ProductMetadata(processing_baseline=int(match.group(1)) + int(match.group(2)) / 100, source="product name")
 
 
+def declare_baseline(metadata: ProductMetadata, baseline: str) -> ProductMetadata:
+    """Metadata with the processing baseline a config declares (``[sentinel.baselines]``).
+
+    The declared value wins over the metadata and the product name: it is how a user fixes a
+    product (e.g. a flat band folder) whose baseline cannot be read off it.
+
+    Args:
+        metadata: What was read from the product.
+        baseline: The declared baseline, e.g. "05.09".
+    """
+    return replace(metadata, processing_baseline=float(baseline), source="config [sentinel.baselines]")
+
+
+def sensing_date(metadata: ProductMetadata, date: str) -> str:
+    """The product's sensing date as YYYYMMDD: from its metadata, else the date label it was found by."""
+    match = re.match(r"(\d{4})-?(\d{2})-?(\d{2})", metadata.sensing_time or "")
+    return "".join(match.groups()) if match else date
+
+
+def unknown_baseline_warning(product: Product, date: str, config_source: object) -> str | None:
+    """A warning for a product that may carry the +1000 offset although nothing says so.
+
+    Products sensed from 2022-01-25 on have baseline >= 04.00 and DN = reflectance x 10000 +
+    1000. Without a known baseline the offset cannot be removed, and such a date would sit
+    1000 DN above every older date; the user has to declare the baseline.
+
+    Args:
+        product: The located product (its metadata after any declared baseline).
+        date: The date label (YYYYMMDD) it was found by.
+        config_source: The config file, named in the message.
+
+    Returns:
+        The warning, or None when the baseline is known or the product is older.
+    """
+    if product.metadata.processing_baseline is not None or sensing_date(product.metadata, date) < OFFSET_START_DATE:
+        return None
+    return (f"warning: {product.path.name}: processing baseline unknown for a product sensed on or after "
+            f"2022-01-25; its +1000 radiometric offset is NOT removed. Declare it in {config_source} as "
+            f'[sentinel.baselines] "{date}" = "05.09" (the value from the product\'s metadata)')
+
+
 # ---------------------------------------------------------------------- ingestion
 def product_footprint(product: Product, crs: object) -> BaseGeometry:
     """Union of the band files' bounds in ``crs``."""
@@ -293,7 +336,8 @@ def apply_offset(values: np.ndarray, offset: int) -> np.ndarray:
 
 
 def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi: BaseGeometry, out_path: Path,
-                   block_rows: int = 512, progress: bool = False) -> dict[str, str]:
+                   block_rows: int = 512, progress: bool = False,
+                   extra_tags: dict[str, str] | None = None) -> dict[str, str]:
     """Resample, clip and stack a product's bands onto the scene grid as one uint16 GeoTIFF.
 
     Args:
@@ -304,9 +348,10 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
         out_path: Destination GeoTIFF (written atomically).
         block_rows: Rows per processing block (memory is about 2 bytes x width x rows x 3).
         progress: Show a progress bar.
+        extra_tags: Further tags to write (e.g. a warning about the offset).
 
     Returns:
-        The tags written to the file (sensing time, baseline, offset handling).
+        The tags written to the file (sensing time, baseline and its source, offset handling).
 
     Raises:
         InputError: If a band file cannot be read or the AOI does not overlap the product.
@@ -320,8 +365,10 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
         "PRODUCT": product.path.name,
         "SENSING_TIME": meta.sensing_time or "unknown",
         "PROCESSING_BASELINE": f"{meta.processing_baseline:05.2f}" if meta.processing_baseline else "unknown",
+        "BASELINE_SOURCE": meta.source,
         "RADIOMETRIC_OFFSET_REMOVED": str(any(offsets.values())),
         "BANDS": ",".join(bands),
+        **(extra_tags or {}),
     }
     profile = {**GTIFF_PROFILE, **grid.profile(), "count": len(bands), "dtype": "uint16", "nodata": None}
     sources: dict[str, list[rasterio.DatasetReader]] = {}

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from helpers.config import SPLITS, Config
 from helpers.errors import InputError
 from helpers.ground_truth import water_sweep_line
+from helpers.io import open_raster
 
 
 def preprocessing_summary(config: Config, level: str | None = None) -> str:
@@ -25,9 +27,14 @@ def preprocessing_summary(config: Config, level: str | None = None) -> str:
     level = config.check_level(level)
     scenes = sorted(config.processed_dir.glob(f"sentinel/*_{level}_all_bands.tif"))
     if not scenes:
-        raise InputError(f"{config.processed_dir}: no processed scenes; run 08a_process_train_batch.py first")
+        batch = "08a_process_train_batch.py" if config.has_ground_truth else "08b_process_new_batch.py"
+        raise InputError(f"{config.processed_dir}: no processed scenes; run {batch} first")
     lines = [f"Pre-processing summary: {config.name} ({level})",
              f"  scenes: {len(scenes)} ({len(config.training_pool)} training pool, {len(config.new)} new dates)"]
+    lines.extend(f"  {warning}" for warning in _baseline_warnings(scenes))
+    if not config.has_ground_truth:
+        lines.append("  no ground truth (classification-only study area): no training tiles")
+    lines.append(f"  classification area: \"{config.classification_area}\" ({config.area_path})")
 
     totals = dict.fromkeys(SPLITS, 0)
     with_unclassifiable = total = 0
@@ -45,7 +52,8 @@ def preprocessing_summary(config: Config, level: str | None = None) -> str:
         per_date.append(f"    {date}: {data['total_written']:>6} tiles, {100 * data['unclassifiable_share']:5.1f} % "
                         f"with unclassifiable pixels")
     share = 100 * with_unclassifiable / total if total else 0.0
-    lines.append(f"  training tiles ({config.tile_size}x{config.tile_size}, stride {config.tile_stride}): "
+    lines.append(f"  training tiles ({config.tile_size}x{config.tile_size}, stride {config.tile_stride}, labelled on "
+                 f">= {100 * config.min_labelled_fraction:g} % of their pixels): "
                  + ", ".join(f"{split} {totals[split]}" for split in SPLITS) + f" (all dates, total {total})")
     lines.append(f"  tiles kept only thanks to the zero-weight unclassifiable class: {with_unclassifiable} of "
                  f"{total} ({share:.1f} %; the paper reports 17.6 % for its study area)")
@@ -66,3 +74,14 @@ def preprocessing_summary(config: Config, level: str | None = None) -> str:
     lines.append(f"    training tiles {config.processed_dir / 'training_data'}")
     lines.append(f"    prediction     {config.processed_dir / 'classification_data'}")
     return "\n".join(lines)
+
+
+def _baseline_warnings(scenes: list[Path]) -> list[str]:
+    """The offset warnings step 01 stored in the scenes' tags (baseline unknown after 2022-01-25)."""
+    warnings = []
+    for scene in scenes:
+        with open_raster(scene) as src:
+            warning = src.tags().get("BASELINE_WARNING")
+        if warning:
+            warnings.append(f"{scene.name}: {warning}")
+    return warnings

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
+from helpers.errors import InputError
 from helpers.grid import SceneGrid
 from helpers.io import open_raster
 
@@ -50,12 +53,15 @@ class TileSelection:
     """Kept training tiles of one image.
 
     Attributes:
-        kept: Boolean (tile_rows, tile_cols): fully labelled and fully on the image.
+        kept: Boolean (tile_rows, tile_cols): labelled on at least ``min_labelled_fraction`` of
+            its pixels and every band on the image on every pixel.
         unclassifiable: Boolean (tile_rows, tile_cols): the tile holds unclassifiable pixels.
+        min_labelled_fraction: The labelled share a kept tile needs (1.0: the original's rule).
     """
 
     kept: np.ndarray
     unclassifiable: np.ndarray
+    min_labelled_fraction: float = 1.0
 
     @property
     def n_candidates(self) -> int:
@@ -72,20 +78,79 @@ class TileSelection:
         """Kept tiles that contain at least one unclassifiable pixel."""
         return int((self.kept & self.unclassifiable).sum())
 
+    @property
+    def sparse(self) -> bool:
+        """Fewer than a quarter of the tile positions are kept (worth a warning)."""
+        return self.n_kept < SPARSE_SHARE * self.n_candidates
+
     def endings(self) -> list[str]:
         """Endings of the kept tiles in row-major order."""
         return [tile_ending(int(r), int(c)) for r, c in zip(*np.nonzero(self.kept), strict=True)]
 
 
-def select_tiles(gt: np.ndarray, band1: np.ndarray, size: int, stride: int, unclassifiable_id: int) -> TileSelection:
-    """Keep a tile only if every GT pixel is non-zero and every band-1 pixel is non-zero.
+SPARSE_SHARE = 0.25
+"""Below this share of kept tile positions the tiling steps warn about the labelled-fraction rule."""
 
-    Tiles with unclassifiable pixels are kept (their pixels get loss weight 0 in training).
+
+def select_tiles(gt: np.ndarray, on_image: np.ndarray, size: int, stride: int, unclassifiable_id: int,
+                 min_labelled_fraction: float = 1.0) -> TileSelection:
+    """Keep a tile if enough of its pixels are labelled and all of them are on the image.
+
+    With ``min_labelled_fraction`` 1.0 (the original's rule) every GT pixel must be non-zero;
+    a lower value admits tiles of sparse ground truth, whose unlabelled pixels (0) get no loss
+    in training. Tiles with unclassifiable pixels are kept (their pixels get loss weight 0).
+
+    Args:
+        gt: Class raster (0 = unlabelled).
+        on_image: Non-zero where the image has data in every band (see :func:`bands_on_image`;
+            band 1 alone gives the original's test).
+        size: Tile side in pixels.
+        stride: Distance between tile origins.
+        unclassifiable_id: Id of the zero-weight class.
+        min_labelled_fraction: Share of a tile's pixels that must be labelled, in (0, 1].
+
+    Returns:
+        The selection.
     """
-    labelled = tile_view(gt != 0, size, stride).all(axis=(2, 3))
-    on_image = tile_view(band1 != 0, size, stride).all(axis=(2, 3))
+    needed = math.ceil(round(min_labelled_fraction * size * size, 6))
+    labelled = tile_view(gt != 0, size, stride).sum(axis=(2, 3), dtype=np.int64) >= needed
+    on_image = tile_view(on_image != 0, size, stride).all(axis=(2, 3))
     unclassifiable = tile_view(gt == unclassifiable_id, size, stride).any(axis=(2, 3))
-    return TileSelection(labelled & on_image, unclassifiable)
+    return TileSelection(labelled & on_image, unclassifiable, min_labelled_fraction)
+
+
+def sparse_warning(selection: TileSelection, config_source: object) -> str:
+    """The line that explains a small tile set and names the setting that controls it."""
+    share = 100 * selection.n_kept / selection.n_candidates if selection.n_candidates else 0.0
+    return (f"warning: only {selection.n_kept:,} of {selection.n_candidates:,} tile positions ({share:.1f} %) are "
+            f"labelled on at least {100 * selection.min_labelled_fraction:g} % of their pixels and on the image; "
+            f"for sparse ground truth lower [tiling] min_labelled_fraction in {config_source}")
+
+
+def bands_on_image(path: Path, bands: Sequence[int], block_rows: int = 256) -> np.ndarray:
+    """True where every given band of a stack is non-zero (0 is the no-data value of every band).
+
+    Read ``block_rows`` rows at a time, so memory is one boolean image plus one block of bands.
+    A band that covers only part of the scene thus removes the tiles where it is missing.
+
+    Args:
+        path: The stack (a scene or a merged stack).
+        bands: 1-based band indexes to test.
+        block_rows: Rows per read.
+
+    Returns:
+        Boolean (rows, cols).
+    """
+    with open_raster(path) as src:
+        mask = np.empty((src.height, src.width), dtype=bool)
+        for row in range(0, src.height, block_rows):
+            height = min(block_rows, src.height - row)
+            try:
+                block = src.read(list(bands), window=Window(0, row, src.width, height))
+            except RasterioError as error:
+                raise InputError(f"{path}: corrupt raster data ({str(error).splitlines()[0]})") from None
+            np.all(block != 0, axis=0, out=mask[row:row + height])
+    return mask
 
 
 def write_tiles(stack_path: Path, grid: SceneGrid, positions: Mapping[str, Iterable[tuple[int, int]]],

@@ -87,6 +87,11 @@ def file_hashes(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def output_hashes(folder: Path) -> dict[str, str]:
+    """:func:`file_hashes` without the freshness records (they hold the inputs' modification times)."""
+    return {name: digest for name, digest in file_hashes(folder).items() if not name.startswith(".fingerprints/")}
+
+
 def mtimes(folder: Path) -> dict[str, int]:
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
 
@@ -178,7 +183,13 @@ def test_ground_truth_products(processed: ProcessedArea) -> None:
     np.testing.assert_array_equal(read_all(config.gt_path)[0][0], expected_masked_gt(0.0))
     inside = centres_inside(aoi_polygon(), GRID_TRANSFORM, GRID_PX, GRID_PX)
     area = read_all(config.area_path)[0][0]
-    np.testing.assert_array_equal(area, ((expected_masked_gt(0.0) != 0) & inside).astype(np.uint8))
+    # classification_area = "aoi" (default): the whole AOI where the scene has data, GT hole included
+    np.testing.assert_array_equal(area, inside.astype(np.uint8))
+    assert (area[54:63, 0:9] == 1).all() and (expected_gt()[54:63, 0:9] == 0).all()
+    aoi_pixels = int(inside.sum())
+    assert (f'[03] create area mask (classification_area = "aoi": where the reference scene has data inside the '
+            f'AOI)\n  wrote area.tif: {aoi_pixels:,} px in the area (100.0 % of the AOI\'s {aoi_pixels:,} px)'
+            in processed.train_stdout)
 
 
 def test_merged_stacks(processed: ProcessedArea) -> None:
@@ -266,7 +277,9 @@ def test_prediction_windows_of_the_new_date(processed: ProcessedArea) -> None:
 
 def test_summary_script(processed: ProcessedArea) -> None:
     out = ok(run_script("preprocessing_summary.py", config=processed.area.config_path))
-    assert "training tiles (8x8, stride 9): valid 30, train 92, test 32 (all dates, total 154)" in out
+    assert ("training tiles (8x8, stride 9, labelled on >= 100 % of their pixels): valid 30, train 92, test 32 "
+            "(all dates, total 154)") in out
+    assert 'classification area: "aoi"' in out and "warning" not in out
     assert "unclassifiable class: 12 of 154 (7.8 %" in out
 
 
@@ -284,9 +297,9 @@ def test_rerun_skips_everything(processed: ProcessedArea) -> None:
 
 def test_force_redoes_with_identical_outputs(processed: ProcessedArea) -> None:
     processed_dir = processed.area.processed
-    times, hashes = mtimes(processed_dir), file_hashes(processed_dir)
+    times, hashes = mtimes(processed_dir), output_hashes(processed_dir)
     log = ok(run_script("08a_process_train_batch.py", "--force", config=processed.area.config_path))
-    assert file_hashes(processed_dir) == hashes, "re-running gives identical outputs"
+    assert output_hashes(processed_dir) == hashes, "re-running gives identical outputs"
     for date in TRAINING_DATES:
         assert log.count(f"wrote {date}_L1C_all_bands.tif") == 1, "each scene is clipped once per run"
     after = mtimes(processed_dir)
@@ -460,7 +473,32 @@ def empty_tile_set(area: StudyArea) -> tuple[list[str], Path, list[str]]:
     pipeline.rasterize_shapefile(config, say=lambda message: None)
     pipeline.restrict_water_area(config, say=lambda message: None)
     pipeline.create_area_tif(config, say=lambda message: None)
-    return ["05b_save_all_tile_filenames.py"], area.config_path, [str(config.gt_path), "empty tile set"]
+    return ["05b_save_all_tile_filenames.py"], area.config_path, [
+        str(config.gt_path), "labelled on at least 100 % of its pixels", "empty tile set",
+        f"lower [tiling] min_labelled_fraction in {area.config_path}"]
+
+
+def without_ground_truth(area: StudyArea) -> Path:
+    """Make the area classification-only: no GT file, no training dates (the reference is the new date)."""
+    keys = ("ground_truth.file", "ground_truth.attribute", "dates.training_pool", "dates.fcn_training",
+            "dates.fixed_sequence", "dates.evaluation", "dates.reference")
+    return area.write_config(dict.fromkeys(keys, DELETE))
+
+
+def needs_ground_truth(script: str, *args: str, step: str) -> Setup:
+    """A step that needs GT, run on a classification-only config."""
+
+    def setup(area: StudyArea) -> tuple[list[str], Path, list[str]]:
+        return [script, *args], without_ground_truth(area), [
+            str(area.config_path), f"{step} needs ground truth", "no ground_truth.file"]
+
+    return setup
+
+
+def gt_area_without_ground_truth(area: StudyArea) -> tuple[list[str], Path, list[str]]:
+    without_ground_truth(area)
+    area.write_config({"ground_truth.classification_area": "gt"})
+    return ["03_create_area_tif.py"], area.config_path, [str(area.config_path), "'ground_truth.classification_area'"]
 
 
 BAD_INPUTS: dict[str, Setup] = {
@@ -482,6 +520,16 @@ BAD_INPUTS: dict[str, Setup] = {
     "unknown level in the config": unknown_level_in_config,
     "invalid DATE argument": bad_date_argument,
     "step run before its input exists": merge_before_clip,
+    "no GT: 08a": needs_ground_truth("08a_process_train_batch.py", step="step 08a"),
+    "no GT: 07 TRAIN": needs_ground_truth("07_full_pipeline.py", NEW_DATES[0], "L1C", "TRAIN", step="step 07 TRAIN"),
+    "no GT: 02": needs_ground_truth("02_rasterize_shapefile.py", step="step 02"),
+    "no GT: 02b": needs_ground_truth("02b_restrict_water_area.py", step="step 02b"),
+    "no GT: 04 TRAIN": needs_ground_truth("04_merge_tifs.py", NEW_DATES[0], "L1C", "TRAIN", step="step 04 TRAIN"),
+    "no GT: 05b": needs_ground_truth("05b_save_all_tile_filenames.py", step="step 05b"),
+    "no GT: split": needs_ground_truth("subset_split.py", step="the subset split"),
+    "no GT: 05 TRAIN": needs_ground_truth("05_split_into_tiles.py", NEW_DATES[0], "L1C", "TRAIN",
+                                          step="step 05 TRAIN"),
+    "no GT: area from the GT": gt_area_without_ground_truth,
 }
 
 
@@ -494,3 +542,44 @@ def test_bad_input_fails_cleanly(case: str, study_area: StudyArea) -> None:
     assert_clean_failure(result, *names)
     assert file_hashes(study_area.processed) == processed_before, "the failing step wrote something"
     assert file_hashes(study_area.raw) == raw_before
+
+
+# ---------------------------------------------------------------------- classification-only study area
+def test_classification_only_area_end_to_end(study_area: StudyArea) -> None:
+    """No GT file: 08b makes the reference scene, the AOI area mask, the NEW stack and its windows."""
+    without_ground_truth(study_area)
+    config = study_area.config()
+    assert not config.has_ground_truth and config.reference == NEW_DATES[0]
+    out = ok(run_script("08b_process_new_batch.py", config=study_area.config_path))
+    (date,) = NEW_DATES
+    inside = centres_inside(aoi_polygon(), GRID_TRANSFORM, GRID_PX, GRID_PX)
+    assert sorted(p.name for p in config.gt_dir.iterdir()) == ["area.tif"]
+    np.testing.assert_array_equal(read_all(config.area_path)[0][0], inside.astype(np.uint8))
+    assert sorted(p.name for p in (config.processed_dir / "sentinel").iterdir()) == [f"{date}_L1C_all_bands.tif"]
+    stack, _, descriptions = read_all(config.merged_path(date, "L1C", "NEW"))
+    assert descriptions == (*L1C_BANDS, "area")
+    np.testing.assert_array_equal(stack[:13], expected_scene(L1C_BANDS, study_area.date_index(date)))
+    assert config.prediction_windows_path(date, "L1C").read_text().count("\n") > 1
+    assert not (config.processed_dir / "training_data").exists() and not config.split_path.exists()
+    assert '(classification_area = "aoi": where the reference scene has data inside the AOI)' in out
+    assert f"{int(inside.sum()):,} px in the area (100.0 % of the AOI" in out
+    assert "[02]" not in out and "[05b]" not in out
+    again = ok(run_script("08b_process_new_batch.py", config=study_area.config_path))
+    assert f"== {date} L1C NEW: complete, skipped" in again and "wrote" not in again
+    summary = ok(run_script("preprocessing_summary.py", config=study_area.config_path))
+    assert "no ground truth (classification-only study area)" in summary
+
+
+def test_classification_only_force_rebuilds_the_area_once(study_area: StudyArea) -> None:
+    """Without a training side, 08b --force also redoes the shared products, clipping each date once."""
+    without_ground_truth(study_area)
+    ok(run_script("08b_process_new_batch.py", config=study_area.config_path))
+    outputs = ("sentinel/", "ground_truth/", "classification_data/")
+    before = {name: time for name, time in mtimes(study_area.processed).items() if name.startswith(outputs)}
+    assert len(before) == 4
+    log = ok(run_script("08b_process_new_batch.py", "--force", config=study_area.config_path))
+    after = mtimes(study_area.processed)
+    assert all(after[name] != time for name, time in before.items()), "scene, area, stack and windows are redone"
+    assert log.count(f"wrote {NEW_DATES[0]}_L1C_all_bands.tif") == 1
+    again = ok(run_script("08b_process_new_batch.py", config=study_area.config_path))
+    assert "wrote" not in again and "out of date" not in again

@@ -34,7 +34,14 @@ from helpers import pipeline
 from helpers.config import Config, format_threshold
 from helpers.errors import InputError
 from helpers.grid import SceneGrid, grid_from_bounds
-from helpers.ground_truth import area_mask, mask_shoreline, min_ndwi_at, ndwi, rasterize_ground_truth
+from helpers.ground_truth import (
+    area_mask,
+    mask_shoreline,
+    min_ndwi_at,
+    ndwi,
+    rasterize_ground_truth,
+    scene_area_mask,
+)
 
 THRESHOLDS = (-0.6, -0.4, -0.2, 0.0, 0.2, 0.4, 0.6)
 WATER, UNCLASSIFIABLE = 7, 8
@@ -248,9 +255,57 @@ def test_area_mask_by_hand() -> None:
     np.testing.assert_array_equal(mask, [[0, 0, 1], [1, 0, 0]])
 
 
-def test_area_tif_is_labelled_and_inside_the_aoi(prepared: Config) -> None:
+def test_scene_area_mask_by_hand() -> None:
+    band1 = np.array([[5, 0, 9], [1, 1, 0]], dtype=np.uint16)
+    mask = scene_area_mask(band1)
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, [[1, 0, 1], [1, 1, 0]])
+
+
+def test_default_area_is_the_whole_aoi_where_the_scene_has_data(prepared: Config) -> None:
+    """classification_area = "aoi" (default): the GT hole is classified too."""
+    assert prepared.classification_area == "aoi"
     area = read_band(prepared.area_path)
-    gt = read_band(prepared.gt_path)
+    inside = centres_inside(aoi_polygon(), GRID_TRANSFORM, GRID_PX, GRID_PX)
+    np.testing.assert_array_equal(area, inside.astype(np.uint8))
+    assert area.sum() == GRID_PX * GRID_PX - int((~inside).sum())
+
+
+def test_gt_area_rule_is_labelled_and_inside_the_aoi(study_area: StudyArea) -> None:
+    """classification_area = "gt" (the original): only where the GT is labelled."""
+    study_area.write_config({"ground_truth.classification_area": "gt"})
+    lines: list[str] = []
+    config = prepare(study_area)
+    pipeline.create_area_tif(config, force=True, say=lines.append)
+    area = read_band(config.area_path)
+    gt = read_band(config.gt_path)
     inside = centres_inside(aoi_polygon(), GRID_TRANSFORM, GRID_PX, GRID_PX)
     np.testing.assert_array_equal(area, ((gt != 0) & inside).astype(np.uint8))
-    assert area.sum() == GRID_PX * GRID_PX - 81 - int((~inside).sum())
+    pixels = GRID_PX * GRID_PX - 81 - int((~inside).sum())
+    assert area.sum() == pixels
+    assert lines == ['[03] create area mask (classification_area = "gt": where the GT is labelled and the reference '
+                     'scene has data)',
+                     f"  wrote area.tif: {pixels:,} px in the area ({100 * pixels / inside.sum():.1f} % of the "
+                     f"AOI's {int(inside.sum()):,} px)"]
+
+
+def test_switching_the_area_rule_rebuilds_the_area(study_area: StudyArea) -> None:
+    config = prepare(study_area)
+    study_area.write_config({"ground_truth.classification_area": "gt"})
+    lines: list[str] = []
+    result = pipeline.create_area_tif(study_area.config(), say=lines.append)
+    assert not result.skipped
+    assert "  out of date, rebuilding area.tif (changed: config ground_truth.classification_area; input " \
+           "processed/ground_truth/gt.tif (new))" in lines
+    assert read_band(config.area_path)[54:63, 0:9].sum() == 0, "the GT hole left the area"
+
+
+def test_extra_area_is_written_beside_the_area(study_area: StudyArea) -> None:
+    extra_file = study_area.raw / "ground_truth" / "extra" / "extra.shp"
+    write_vector(extra_file, [grid_box(60, 60, 90, 90)], id=[1])
+    study_area.write_config({"ground_truth.extra_aoi_files": [str(extra_file.relative_to(study_area.root))]})
+    config = prepare(study_area)
+    extra = read_band(config.extra_area_path)
+    expected = np.zeros((GRID_PX, GRID_PX), dtype=np.uint8)
+    expected[60:, 60:] = 1
+    np.testing.assert_array_equal(extra, expected)

@@ -22,6 +22,7 @@ from study_area import (
     ORIGIN_X,
     ORIGIN_Y,
     SCENE_PX,
+    TILE_ID,
     WRONG_RESOLUTION_VALUE,
     StudyArea,
     aoi_polygon,
@@ -45,13 +46,17 @@ from helpers.config import L1C_BANDS, L2A_BANDS
 from helpers.errors import InputError
 from helpers.grid import grid_from_bounds
 from helpers.sentinel import (
+    ProductMetadata,
     apply_offset,
+    declare_baseline,
     find_product,
     ingest_product,
     metadata_from_name,
     open_product,
     parse_metadata,
+    sensing_date,
 )
+from helpers.summary import preprocessing_summary
 
 DATE = "20160403"
 """First training date of the standard area (date index 0, baseline 02.04)."""
@@ -313,6 +318,81 @@ def test_new_baseline_area_has_the_old_scale(make_study_area: Callable[..., Stud
         stack, _, _, tags = clip(area, date)
         assert tags["RADIOMETRIC_OFFSET_REMOVED"] == "True"
         np.testing.assert_array_equal(stack, expected_scene(L1C_BANDS, index))
+
+
+# ---------------------------------------------------------------------- declared baselines
+def offset_band_folder(area: StudyArea, date: str) -> Path:
+    """A flat band folder of a 2022+ product: DN = reflectance + 1000, no metadata, no baseline in the name."""
+    shutil.rmtree(area.product(date))
+    folder = area.l1c_dir / f"{TILE_ID}_{date}_bands"
+    for band in ESA_BANDS:
+        values = band_values(band, area.date_index(date)).astype(np.int32) + 1000
+        write_band(folder / f"{TILE_ID}_{date}T101022_{band}.tif", values.astype(np.uint16), BAND_RESOLUTION[band])
+    return folder
+
+
+def test_unknown_baseline_after_2022_is_a_warning_saying_how_to_declare_it(study_area: StudyArea) -> None:
+    (date,) = NEW_DATES
+    folder = offset_band_folder(study_area, date)
+    config = study_area.config()
+    lines: list[str] = []
+    result = pipeline.clip_sentinel(config, date, "L1C", say=lines.append)
+    warning = (f"warning: {folder.name}: processing baseline unknown for a product sensed on or after 2022-01-25; "
+               f"its +1000 radiometric offset is NOT removed. Declare it in {study_area.config_path} as "
+               f'[sentinel.baselines] "{date}" = "05.09" (the value from the product\'s metadata)')
+    assert f"  {warning}" in lines
+    stack, _, _, tags = read_stack(result.output)
+    assert tags["PROCESSING_BASELINE"] == "unknown" and tags["RADIOMETRIC_OFFSET_REMOVED"] == "False"
+    assert tags["BASELINE_WARNING"] == warning
+    assert "+1000 offset kept" in result.summary
+    expected = expected_scene(L1C_BANDS, study_area.date_index(date))
+    np.testing.assert_array_equal(stack, np.where(expected != 0, expected + 1000, 0))
+    assert f"{date}_L1C_all_bands.tif: {warning}" in preprocessing_summary(config)
+
+
+def test_a_declared_baseline_removes_the_offset(study_area: StudyArea) -> None:
+    (date,) = NEW_DATES
+    offset_band_folder(study_area, date)
+    pipeline.clip_sentinel(study_area.config(), date, "L1C", say=quiet)
+    study_area.write_config({f"sentinel.baselines.{date}": "05.09"})
+    config = study_area.config()
+    lines: list[str] = []
+    result = pipeline.clip_sentinel(config, date, "L1C", say=lines.append)
+    assert not result.skipped, "declaring the baseline makes the scene out of date"
+    assert f"  out of date, rebuilding {date}_L1C_all_bands.tif (changed: config sentinel.baselines.{date})" in lines
+    assert not any("warning" in line for line in lines)
+    stack, _, _, tags = read_stack(result.output)
+    assert tags["PROCESSING_BASELINE"] == "05.09" and tags["BASELINE_SOURCE"] == "config [sentinel.baselines]"
+    assert tags["RADIOMETRIC_OFFSET_REMOVED"] == "True" and "BASELINE_WARNING" not in tags
+    np.testing.assert_array_equal(stack, expected_scene(L1C_BANDS, study_area.date_index(date)))
+    assert "warning" not in preprocessing_summary(config)
+
+
+def test_a_declared_baseline_overrides_the_metadata(study_area: StudyArea) -> None:
+    """An old-baseline product declared as 04.00 loses 1000 DN (the declaration wins; clipped at 1)."""
+    study_area.write_config({f"sentinel.baselines.{DATE}": "04.00"})
+    stack, _, _, tags = clip(study_area)
+    assert tags["PROCESSING_BASELINE"] == "04.00" and tags["RADIOMETRIC_OFFSET_REMOVED"] == "True"
+    expected = expected_scene(L1C_BANDS, 0).astype(np.int32)
+    np.testing.assert_array_equal(stack, np.where(expected != 0, np.maximum(expected - 1000, 1), 0))
+
+
+def test_old_products_without_a_baseline_are_no_warning(study_area: StudyArea) -> None:
+    shutil.rmtree(study_area.product(DATE))
+    write_band_folder(study_area.l1c_dir, DATE, 0)
+    lines: list[str] = []
+    pipeline.clip_sentinel(study_area.config(), DATE, "L1C", say=lines.append)
+    assert not any("warning" in line for line in lines)
+    assert "baseline unknown (none), offset removed: False" in lines[-1]
+
+
+def test_declared_baseline_and_sensing_date_helpers() -> None:
+    meta = ProductMetadata(sensing_time="2023-03-01T10:10:22.026Z", offsets={"B02": -900})
+    declared = declare_baseline(meta, "05.09")
+    assert declared.processing_baseline == 5.09 and declared.offset_for("B02") == -900
+    assert declared.offset_for("B03") == -1000 and meta.processing_baseline is None
+    assert sensing_date(meta, "20220101") == "20230301"
+    assert sensing_date(ProductMetadata(), "20220125") == "20220125"
 
 
 def test_zip_and_flat_folder_give_the_same_stack_as_the_safe(study_area: StudyArea,

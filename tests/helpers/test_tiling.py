@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -9,9 +10,19 @@ import pytest
 import rasterio
 from affine import Affine
 
+from helpers.errors import InputError
 from helpers.grid import SceneGrid
 from helpers.io import write_raster
-from helpers.tiling import parse_ending, select_tiles, tile_ending, tile_grid_shape, tile_view, write_tiles
+from helpers.tiling import (
+    bands_on_image,
+    parse_ending,
+    select_tiles,
+    sparse_warning,
+    tile_ending,
+    tile_grid_shape,
+    tile_view,
+    write_tiles,
+)
 
 SIZE, STRIDE = 8, 9
 UNCLASSIFIABLE = 8
@@ -93,6 +104,76 @@ def test_unclassifiable_pixels_keep_the_tile_and_are_counted() -> None:
     assert selection.kept[0, 1] and selection.kept[2, 2] and not selection.kept[2, 0]
     assert np.argwhere(selection.unclassifiable).tolist() == [[0, 1], [2, 0], [2, 2]]
     assert selection.n_kept_with_unclassifiable == 2
+
+
+# ---------------------------------------------------------------------- sparse ground truth
+@pytest.mark.parametrize(("labelled", "fraction", "kept"), [
+    (64, 1.0, True), (63, 1.0, False), (32, 0.5, True), (31, 0.5, False), (20, 0.3, True), (19, 0.3, False),
+    (1, 0.01, True), (0, 0.01, False),
+])
+def test_min_labelled_fraction(labelled: int, fraction: float, kept: bool) -> None:
+    """A tile needs at least ceil(fraction x 64) labelled pixels (0.3 x 64 = 19.2 -> 20)."""
+    gt, band1 = full_image()
+    unlabelled = np.arange(SIZE * SIZE).reshape(SIZE, SIZE) >= labelled
+    gt[9:17, 9:17][unlabelled] = 0  # tile (1, 1)
+    selection = select_tiles(gt, band1, SIZE, STRIDE, UNCLASSIFIABLE, fraction)
+    assert bool(selection.kept[1, 1]) is kept
+    assert selection.n_kept == 8 + kept and selection.min_labelled_fraction == fraction
+
+
+def test_sparse_tiles_still_need_every_pixel_on_the_image() -> None:
+    gt, band1 = full_image()
+    gt[:, :] = 0
+    gt[0:4, :] = 3  # half of every tile of row 0 is labelled
+    band1[7, 20] = 0  # ... and one pixel of tile (0, 2) is off the image
+    selection = select_tiles(gt, band1, SIZE, STRIDE, UNCLASSIFIABLE, 0.5)
+    assert np.argwhere(selection.kept).tolist() == [[0, 0], [0, 1]]
+
+
+def test_sparse_warning_names_the_setting() -> None:
+    gt, band1 = full_image()
+    gt[:, 9:] = 0
+    selection = select_tiles(gt, band1, SIZE, STRIDE, UNCLASSIFIABLE)
+    assert selection.n_kept == 3 and not selection.sparse  # 3 of 9 = 33 %
+    gt[9:, :] = 0
+    selection = select_tiles(gt, band1, SIZE, STRIDE, UNCLASSIFIABLE)
+    assert selection.n_kept == 1 and selection.sparse
+    assert sparse_warning(selection, "configs/my.toml") == (
+        "warning: only 1 of 9 tile positions (11.1 %) are labelled on at least 100 % of their pixels and on the "
+        "image; for sparse ground truth lower [tiling] min_labelled_fraction in configs/my.toml")
+    big = select_tiles(np.ones((33 * 40, 33 * 40), np.uint8), np.ones((33 * 40, 33 * 40), np.uint8), 32, 33, 8, 0.5)
+    big.kept[:] = False
+    big.kept[0, :11] = True
+    assert "only 11 of 1,600 tile positions (0.7 %) are labelled on at least 50 % of" in sparse_warning(big, "c")
+
+
+def write_stack(path: Path, stack: np.ndarray) -> Path:
+    grid = SceneGrid(rasterio.crs.CRS.from_epsg(32633), Affine(10.0, 0.0, 400020.0, 0.0, -10.0, 5639940.0),
+                     stack.shape[2], stack.shape[1])
+    write_raster(path, stack, grid.profile())
+    return path
+
+
+@pytest.mark.parametrize("block_rows", [1, 5, 256])
+def test_bands_on_image_needs_every_listed_band(tmp_path: Path, block_rows: int) -> None:
+    """A band covering only part of the scene takes the rest off the image; unlisted bands do not count."""
+    stack = np.full((4, 26, 30), 700, dtype=np.uint16)
+    stack[2, :, :15] = 0  # band 3 covers the right half only
+    stack[1, 3, 4] = 0
+    stack[3] = 0  # e.g. L2A's cloud probability: 0 is a valid value there
+    path = write_stack(tmp_path / "stack.tif", stack)
+    mask = bands_on_image(path, [1, 2, 3], block_rows)
+    expected = np.ones((26, 30), dtype=bool)
+    expected[:, :15] = False
+    expected[3, 4] = False
+    np.testing.assert_array_equal(mask, expected)
+    selection = select_tiles(np.full((26, 30), 2, np.uint8), mask, SIZE, STRIDE, UNCLASSIFIABLE)
+    assert np.argwhere(selection.kept).tolist() == [[0, 2], [1, 2], [2, 2]]
+
+
+def test_bands_on_image_of_a_missing_stack(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match=re.escape(f"{tmp_path / 'none.tif'}: file not found")):
+        bands_on_image(tmp_path / "none.tif", [1])
 
 
 def test_written_tiles_are_georeferenced_windows_of_the_stack(tmp_path: Path) -> None:
