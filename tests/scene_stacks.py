@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import rasterio
 from affine import Affine
 
 from helpers.normalisation import Normaliser
+from helpers.sliding_windows import SceneBlock, WindowModel, predict_scene
 
 N_BANDS = 13
 N_CLASSES = 8
@@ -17,12 +19,15 @@ TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 5600000.0)
 IDENTITY = Normaliser.from_values([0.0] * N_BANDS, [1.0] * N_BANDS)
 
 
-def write_stack(path: Path, bands: np.ndarray, area: np.ndarray) -> Path:
-    """A NEW merged stack: 13 uint16 bands and one area layer."""
+def write_stack(path: Path, bands: np.ndarray, area: np.ndarray, descriptions: Sequence[str] | None = None) -> Path:
+    """A NEW merged stack: uint16 bands and one area layer (layers named as the pipeline names them, if given)."""
     data = np.concatenate([bands, area[np.newaxis]]).astype(np.uint16)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
                        dtype="uint16", crs="EPSG:32633", transform=TRANSFORM) as dst:
         dst.write(data)
+        if descriptions is not None:
+            dst.descriptions = tuple(descriptions)
     return path
 
 
@@ -51,3 +56,24 @@ def sequence_stand_in(batch: np.ndarray) -> np.ndarray:
     """(n, t, w, w, bands) -> half a one-hot of (sum over dates of band 1) mod 8 (does not sum to 1)."""
     assert batch.ndim == 5
     return 0.5 * one_hot(batch[..., 0].sum(axis=1).astype(np.int64))
+
+
+def collect_blocks(blocks: Iterable[SceneBlock]) -> tuple[np.ndarray, np.ndarray]:
+    """Join the blocks of a scene pass: ``(combinations, classes, rows, cols)`` and the area."""
+    blocks = list(blocks)
+    return (np.concatenate([b.probabilities for b in blocks], axis=2),
+            np.concatenate([b.area for b in blocks], axis=0))
+
+
+def classify_scene(predict_fn: Callable[[np.ndarray], np.ndarray], stacks: Sequence[Path], window: int, margin: int,
+                   normaliser: Normaliser = IDENTITY, sequence: bool = False, batch_size: int | None = None,
+                   n_bands: int = N_BANDS, n_classes: int = N_CLASSES) -> np.ndarray:
+    """One combination of all the stacks through the production scene pass, as one array.
+
+    The model is one function (an FCN, its maps averaged over the dates, or a sequence model
+    whose scores are renormalised). Returns float32 ``(n_classes, rows, cols)``, 0 outside the area.
+    """
+    model = WindowModel.sequence(predict_fn, normaliser) if sequence else WindowModel.fcn(predict_fn, normaliser)
+    blocks = predict_scene([model], stacks, [list(range(len(stacks)))], n_bands, n_classes, window, margin,
+                           batch_size)
+    return collect_blocks(blocks)[0][0]

@@ -1,4 +1,9 @@
-"""Change detection of a classified model: reading its class maps, writing maps and reports."""
+"""Change detection of a classified model: reading its class maps, writing maps and reports.
+
+The model is read through its run record (:func:`helpers.run_record.load_runs`), as classify.py
+read it, so that its class maps are found under the same name and its class table is checked
+against the study area's ground truth. The study area must have ground truth.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,12 @@ from helpers.change_detection import (
 from helpers.classification import output_dir, output_files
 from helpers.config import Config
 from helpers.errors import InputError
+from helpers.evaluation import require_ground_truth
 from helpers.grid import check_same_grid, grid_of_raster
 from helpers.io import read_raster, write_json_atomic, write_raster, write_text_atomic
 from helpers.previews import write_class_png
-from helpers.runs import check_model_name
+from helpers.reports import change_report_paths
+from helpers.run_record import ModelSpec, load_runs
 from helpers.vector import read_vector
 
 
@@ -31,22 +38,32 @@ def class_map_path(config: Config, model_name: str, combination: int) -> Path:
     return output_files(output_dir(config, model_name), model_name, combination)["class"]
 
 
-def detect_changes(config: Config, model_name: str) -> dict:
+def detect_changes(config: Config, model: ModelSpec) -> dict:
     """Compare the class maps of all combinations with the GT; write the change map and reports.
 
+    Args:
+        config: The study area (with ground truth) whose class maps are compared.
+        model: The run (or ensemble) the maps were classified with: a run name in the config's
+            models folder (``str``) or a model file or run folder (``Path``), as given to classify.py.
+
     Returns:
-        The report (also written as JSON and text under ``reports/logs_and_plots/{MODEL}/``).
+        The report (also written as JSON and text in the model's report folder).
 
     Raises:
-        InputError: Unknown model name, missing class maps or GT, grids that differ.
+        InputError: No ground truth in the config, an unknown or damaged run, a class table
+            other than the config's, missing class maps or GT, grids that differ.
     """
-    name = check_model_name(model_name)
+    require_ground_truth(config, "change_detection.py")
+    runs = load_runs(model, config)
+    runs.check_fits(config)
+    name = runs.name
     if not config.combinations:
         raise InputError(f"{config.source}: config key 'dates.combinations': no date combinations configured")
     paths = [class_map_path(config, name, k) for k in range(len(config.combinations))]
     for path in paths:
         if not path.is_file():
-            raise InputError(f"{path}: class map missing; run src/predict/classify.py {name} --combination all")
+            how = name if isinstance(model, str) else f"--model {runs.first.model_path}"
+            raise InputError(f"{path}: class map missing; run src/predict/classify.py {how} --combination all")
     gt_path = config.gt_path
     if not gt_path.is_file():
         raise InputError(f"{gt_path}: ground truth missing; run 08a_process_train_batch.py first")
@@ -70,12 +87,11 @@ def detect_changes(config: Config, model_name: str) -> dict:
     write_raster(out_dir / f"{name}_change_map.tif", values, profile, ["change"],
                  {"VALUES": f"1-{max(c.id for c in classes)} stable (GT class), {CHANGE_ID} robust change to GT, "
                             f"{UNSTABLE_ID} unstable, 0 not evaluated"})
-    colours = {c.id: c.colour for c in config.classes} | {CHANGE_ID: CHANGE_COLOUR, UNSTABLE_ID: UNSTABLE_COLOUR}
+    colours = runs.first.colours | {CHANGE_ID: CHANGE_COLOUR, UNSTABLE_ID: UNSTABLE_COLOUR}
     write_class_png(out_dir / f"{name}_change_map.png", values, colours)
-    reports = config.reports_root / "logs_and_plots" / name
-    write_json_atomic(reports / f"{name}_change_detection.json", report)
-    text = format_report(report)
-    write_text_atomic(reports / f"{name}_change_detection.txt", text + "\n")
+    reports = change_report_paths(config, name)
+    write_json_atomic(reports["json"], report)
+    write_text_atomic(reports["txt"], format_report(report) + "\n")
     return report
 
 

@@ -1,10 +1,14 @@
 """Full-scene classification of the new dates of a study area (SPEC §7, ``classify.py``).
 
-Loads a saved model (or the runs of an ensemble), checks every input before anything is
-written, runs :func:`helpers.sliding_windows.predict_scene` over all requested date
-combinations at once and writes, block by block, per combination the probability map, the
-class map (argmax + 1, 0 outside the area), the confidence (max probability) and a PNG
-preview in the class colours.
+Loads a trained run (or the runs of an ensemble) through its record
+(:func:`helpers.run_record.load_runs`: a run name in the config's ``models/`` or a model file or
+run folder anywhere), checks that it fits the study area (level, bands, class table) and every
+input before anything is written, runs :func:`helpers.sliding_windows.predict_scene` over all
+requested date combinations at once and writes, block by block, per combination the
+probability map, the class map (argmax + 1, 0 outside the area), the confidence (max
+probability) and a PNG preview in the class colours of the run. Outputs are named by the run
+(or ensemble) and written under the current study area's data root, wherever the model came
+from; no ground truth is needed.
 """
 
 from __future__ import annotations
@@ -21,11 +25,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rasterio.windows import Window
 
-from helpers.config import Config
+from helpers.config import LEVEL_BANDS, Config
 from helpers.errors import InputError
 from helpers.grid import check_same_grid, grid_of_raster
 from helpers.io import create_raster, open_raster, read_raster, write_json_atomic
 from helpers.previews import write_class_png
+from helpers.run_record import ModelSpec, RunSet, load_runs
 from helpers.sliding_windows import (
     AREA_LAYERS,
     MODES,
@@ -55,62 +60,6 @@ def class_and_confidence(probabilities: np.ndarray, area: np.ndarray) -> tuple[n
     confidence = probabilities.max(axis=0).astype(np.float32, copy=False)
     confidence[~area] = 0.0
     return classes, confidence
-
-
-def agreement(first: np.ndarray, second: np.ndarray, area: np.ndarray) -> float:
-    """Share of area pixels where two class maps agree (1.0 for an empty area)."""
-    inside = int(area.sum())
-    return float(np.count_nonzero((first == second) & area) / inside) if inside else 1.0
-
-
-def collect_blocks(blocks: Iterable[SceneBlock]) -> tuple[np.ndarray, np.ndarray]:
-    """Join the blocks of a scene pass: ``(combinations, classes, rows, cols)`` and the area."""
-    blocks = list(blocks)
-    return (np.concatenate([b.probabilities for b in blocks], axis=2),
-            np.concatenate([b.area for b in blocks], axis=0))
-
-
-def classify_scene(
-    predict_fn: ArrayFn,
-    stacks: Sequence[Path],
-    n_bands: int,
-    n_classes: int,
-    window: int,
-    margin: int,
-    normaliser: Normaliser,
-    sequence: bool,
-    batch_size: int | None = None,
-    progress: bool | None = False,
-    skip_outside: bool = True,
-) -> np.ndarray:
-    """Class probabilities of a whole scene from one stack per date, as one array.
-
-    A convenience over :func:`~helpers.sliding_windows.predict_scene` for one combination
-    (all the stacks) and a model given as a single function.
-
-    Args:
-        predict_fn: Model call on a float32 batch: ``(n, window, window, n_bands)`` for an FCN,
-            ``(n, dates, window, window, n_bands)`` for a sequence model; returns
-            ``(n, window, window, n_classes)`` non-negative scores.
-        stacks: One NEW merged stack per date, same grid, in chronological order.
-        n_bands: Number of bands at the start of each stack.
-        n_classes: Number of model outputs.
-        window: Window side.
-        margin: Pixels discarded on each side of a window (except at the scene edges).
-        normaliser: Per-band standardisation of the model's training.
-        sequence: True for a sequence model (its scores are renormalised to sum to 1);
-            False for an FCN (the mean of its softmax over the dates).
-        batch_size: Windows per model call (default: automatic).
-        progress: Show a progress bar (None: only on a terminal).
-        skip_outside: Do not predict windows whose written part holds no area pixel.
-
-    Returns:
-        float32 ``(n_classes, rows, cols)``, 0 outside the area of the first stack.
-    """
-    model = WindowModel.sequence(predict_fn, normaliser) if sequence else WindowModel.fcn(predict_fn, normaliser)
-    blocks = predict_scene([model], stacks, [list(range(len(stacks)))], n_bands, n_classes, window, margin,
-                           batch_size, progress, skip_outside)
-    return collect_blocks(blocks)[0][0]
 
 
 # ---------------------------------------------------------------------- Keras models
@@ -163,30 +112,6 @@ def output_dir(config: Config, model_name: str) -> Path:
     return config.processed_dir / "classified" / model_name
 
 
-def load_normaliser(config: Config, model_name: str, n_bands: int) -> Normaliser:
-    """The run's ``models/{run}_normalisation.json`` if present, else the config's constants."""
-    path = config.models_root / f"{model_name}_normalisation.json"
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            mean, std = data["mean"], data["std"]
-        except (json.JSONDecodeError, KeyError, TypeError) as error:
-            raise InputError(f"{path}: not a normalisation file with 'mean' and 'std' ({error})") from None
-        source = str(path)
-    elif config.norm_mean is not None and config.norm_std is not None:
-        mean, std, source = config.norm_mean, config.norm_std, f"{config.source} [normalisation]"
-    else:
-        raise InputError(f"no {path.name} beside the model and no normalisation constants in {config.source}")
-    if len(mean) != n_bands or len(std) != n_bands:
-        raise InputError(f"{source}: {len(mean)} means and {len(std)} stds, the model takes {n_bands} bands")
-    from helpers.normalisation import Normaliser
-
-    try:
-        return Normaliser.from_values(mean, std)
-    except ValueError as error:
-        raise InputError(f"{source}: {error}") from None
-
-
 def select_combinations(config: Config, which: str | int) -> list[int]:
     """Combination numbers (0-based, as the original's classify.py) from ``"all"`` or a number."""
     count = len(config.combinations)
@@ -203,35 +128,49 @@ def select_combinations(config: Config, which: str | int) -> list[int]:
     return [k]
 
 
-def check_stacks(config: Config, ks: Sequence[int], level: str | None, n_bands: int) -> dict[str, Path]:
-    """The NEW stack of every date of the combinations; all present, on one grid, with the bands.
+def check_stacks(config: Config, ks: Sequence[int], level: str, bands: Sequence[str]) -> dict[str, Path]:
+    """The NEW stack of every date of the combinations; all present, on one grid, with the model's bands.
+
+    Args:
+        config: The study area.
+        ks: Combination numbers.
+        level: The run's processing level (its stacks are read, whatever the config's level).
+        bands: The band names the model takes, in order.
 
     Raises:
         InputError: Naming the first missing or unfitting stack and the step to run.
     """
-    level = config.check_level(level)
     stacks: dict[str, Path] = {}
     for k in ks:
         for date in config.combinations[k]:
             path = config.merged_path(date, level, "NEW")
             if not path.is_file():
+                others = [other for other in LEVEL_BANDS if other != level
+                          and config.merged_path(date, other, "NEW").is_file()]
+                hint = (f" (the model was trained on {level} data, the area has {others[0]} stacks: use a "
+                        f"{others[0]} model or process the {level} products)") if others else ""
                 raise InputError(f"{path}: no NEW stack for date {date} of combination {k}; run "
                                  f"src/data_processing/08b_process_new_batch.py (or 04_merge_tifs.py {date} {level} "
-                                 "NEW) first")
+                                 f"NEW) first{hint}")
             stacks[date] = path
     first = next(iter(stacks.values()))
     grid = grid_of_raster(first)
+    n_bands = len(bands)
     for path in stacks.values():
         check_same_grid(path, grid, first)
         with open_raster(path) as src:
             count, names = src.count, list(src.descriptions)
         if all(names):  # the pipeline names every layer: bands, then area / extra_area
-            bands = sum(1 for n in names if n.lower() not in AREA_LAYERS)
+            found = [n for n in names if n.lower() not in AREA_LAYERS]
+            if found != list(bands):
+                raise InputError(f"{path}: bands {', '.join(found)}, but the model takes {', '.join(bands)} "
+                                 "(model and data do not match)")
+            found_count = len(found)
         else:
-            bands = n_bands if count > n_bands else count
-        if bands != n_bands or count <= n_bands:
-            raise InputError(f"{path}: {bands} bands (+ {count - bands} area layers), but the model takes {n_bands} "
-                             "bands followed by an area layer (model and data do not match)")
+            found_count = n_bands if count > n_bands else count
+        if found_count != n_bands or count <= n_bands:
+            raise InputError(f"{path}: {found_count} bands (+ {count - found_count} area layers), but the model takes "
+                             f"{n_bands} bands followed by an area layer (model and data do not match)")
     return stacks
 
 
@@ -261,53 +200,47 @@ def saved_model_bands(path: Path) -> int | None:
 
 @dataclass
 class LoadedModels:
-    """A model or the runs of an ensemble, checked against the data."""
+    """A run or the runs of an ensemble, loaded and checked against their records and the data."""
 
-    name: str
-    members: list[str]
+    runs: RunSet
     models: list[Any]
-    normalisers: list[Normaliser]
     sequence: bool
-    n_classes: int
+
+    @property
+    def name(self) -> str:
+        """The name outputs are written under."""
+        return self.runs.name
+
+    @property
+    def n_classes(self) -> int:
+        """Number of model outputs (the run's class table)."""
+        return len(self.runs.first.classes)
 
     def window_models(self, window: int) -> list[WindowModel]:
         """Every member as a :class:`WindowModel` for ``window``-px windows."""
-        return [keras_window_model(m, window, n) for m, n in zip(self.models, self.normalisers, strict=True)]
+        return [keras_window_model(m, window, r.normaliser) for m, r in zip(self.models, self.runs.members,
+                                                                              strict=True)]
 
 
-def load_models(config: Config, model_name: str, n_bands: int, level: str | None) -> LoadedModels:
-    """Load a model (or an ensemble's runs) after checking names, bands and normalisation.
+def load_models(runs: RunSet) -> LoadedModels:
+    """Load the models of a run (or an ensemble's runs) and check them against their records.
 
     Raises:
-        InputError: Unknown or unplain names, models whose band count differs from the data,
-            ensembles that mix model kinds or class counts, unusable normalisation.
+        InputError: A model whose band count differs from its record (before Keras is imported),
+            or whose class count differs, or an ensemble mixing FCN and sequence models.
     """
-    from helpers.runs import check_model_name, ensemble_members, model_path
+    for record in runs.members:  # a mismatch is reported before Keras is even imported
+        saved_bands = saved_model_bands(record.model_path)
+        if saved_bands is not None and saved_bands != len(record.bands):
+            raise InputError(f"{record.model_path}: the model takes {saved_bands} bands, its run record lists "
+                             f"{len(record.bands)} (model and record do not belong together)")
+    from helpers.models import is_sequence_model
 
-    name = check_model_name(model_name)
-    members = ensemble_members(config.models_root, name) or [model_path(config.models_root, name).stem]
-    paths = [config.models_root / f"{member}.keras" for member in members]
-    level_name = config.check_level(level)
-    for path in paths:  # a mismatch is reported before Keras is even imported
-        saved_bands = saved_model_bands(path)
-        if saved_bands is not None and saved_bands != n_bands:
-            raise InputError(f"{path}: the model takes {saved_bands} bands, the {level_name} NEW stacks have "
-                             f"{n_bands} (model and data do not match)")
-    normalisers = [load_normaliser(config, member, n_bands) for member in members]
-    from helpers.models import is_sequence_model, load_model, model_bands, model_classes
-
-    models = []
-    for path in paths:
-        model = load_model(path)
-        if model_bands(model) != n_bands:
-            raise InputError(f"{path}: the model takes {model_bands(model)} bands, the {level_name} NEW stacks have "
-                             f"{n_bands} (model and data do not match)")
-        models.append(model)
+    models = [record.load_model() for record in runs.members]
     kinds = {is_sequence_model(m) for m in models}
-    classes = {model_classes(m) for m in models}
-    if len(kinds) > 1 or len(classes) > 1:
-        raise InputError(f"ensemble '{name}' mixes models of different kinds or class counts ({', '.join(members)})")
-    return LoadedModels(name, members, models, normalisers, kinds.pop(), classes.pop())
+    if len(kinds) > 1:
+        raise InputError(f"ensemble '{runs.name}' mixes FCN and sequence models ({', '.join(runs.member_names)})")
+    return LoadedModels(runs, models, kinds.pop())
 
 
 def group_combinations(ks: Sequence[int], bytes_per_combination: int,
@@ -330,65 +263,69 @@ def _block_window(block: SceneBlock) -> Window:
 
 def classify_model(
     config: Config,
-    model_name: str,
+    model: ModelSpec,
     ks: Sequence[int],
     mode: str = "faithful",
     batch_size: int | None = None,
     progress: bool | None = False,
     compare: bool = False,
-    level: str | None = None,
     say: Callable[[str], None] = print,
 ) -> list[CombinationResult]:
-    """Classify date combinations of a study area with a saved model and write the maps.
+    """Classify date combinations of a study area with a trained run and write the maps.
 
     All combinations are classified in one pass over the scene (each date's per-date part
     computed once per window), split into several passes only if their buffers would exceed
-    :data:`OUTPUT_BUFFER_BYTES`. Writes, under ``{processed}/classified/{model}/``, per
-    combination ``{model}_combination_{k}_`` + ``probabilities.tif`` / ``class.tif`` /
-    ``confidence.tif`` / ``class.png``, and updates ``{model}_classification.json``.
+    :data:`OUTPUT_BUFFER_BYTES`. Writes, under ``{processed}/classified/{model}/`` of this
+    config, per combination ``{model}_combination_{k}_`` + ``probabilities.tif`` /
+    ``class.tif`` / ``confidence.tif`` / ``class.png``, and updates
+    ``{model}_classification.json``. The level, bands, class names and colours, normalisation
+    and faithful window size are the run's (its record); ground truth is not needed.
 
     Args:
-        config: The study area.
-        model_name: A model under the config's models root (a plain name), or an ensemble
-            ``{base}_ensemble_{runs}`` of saved runs ``{base}_{NN}`` (their maps averaged).
+        config: The study area whose NEW stacks are classified.
+        model: A run name in the config's models folder (a plain ``str``; an ensemble
+            ``{base}_ensemble_{runs}`` of saved runs ``{base}_{NN}`` has its maps averaged), or a
+            ``Path`` to a ``.keras`` file or run folder anywhere.
         ks: Combination numbers (0-based).
         mode: ``"faithful"`` or ``"fast"``.
         batch_size: Windows per model call (default: about 2**18 input pixels per call).
         progress: Progress bar (None: only on a terminal).
         compare: In fast mode, also classify in faithful mode (not written) and report the
             pixel agreement of the class maps.
-        level: Processing level (default: the config's).
         say: Where to print progress lines.
 
     Returns:
         One result per combination.
 
     Raises:
-        InputError: Unknown or unplain model name, missing NEW stacks, model and data with
-            different band counts, unusable normalisation.
+        InputError: Unknown, unplain or damaged run; a run whose level, bands or class table
+            do not fit the study area; missing or unfitting NEW stacks. Nothing is written then.
     """
     if mode not in MODES:
         raise InputError(f"unknown mode '{mode}' (use one of {MODES})")
     if batch_size is not None and batch_size < 1:
         raise InputError(f"batch size must be positive, got {batch_size}")
-    n_bands = len(config.bands(level))
-    from helpers.runs import check_model_name
-
-    check_model_name(model_name)  # before any file is looked at
-    stacks = check_stacks(config, ks, level, n_bands)
-    loaded = load_models(config, model_name, n_bands, level)
+    runs = load_runs(model, config)  # before any stack is looked at
+    record = runs.first
+    level = runs.check_fits(config)
+    if not 0 < config.prediction_stride <= record.tile_size:
+        raise InputError(f"{config.source}: config key 'tiling.prediction_stride': {config.prediction_stride} "
+                         f"leaves no window centre in the {record.tile_size}-px windows of model '{record.name}'")
+    n_bands = len(record.bands)
+    stacks = check_stacks(config, ks, level, record.bands)
+    loaded = load_models(runs)
     name, n_classes = loaded.name, loaded.n_classes
     first = stacks[config.combinations[ks[0]][0]]
     with open_raster(first) as src:
         grid = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
-    colours = {c.id: c.colour for c in config.classes}
-    descriptions = [next((c.name for c in config.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
+    colours = record.colours
+    descriptions = [next((c.name for c in record.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
     out_dir = output_dir(config, name)
     window_models: dict[int, list[WindowModel]] = {}
 
     def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
-        window, margin = window_geometry(run_mode, config.tile_size, config.prediction_stride, shape)
+        window, margin = window_geometry(run_mode, record.tile_size, config.prediction_stride, shape)
         if window not in window_models:
             window_models[window] = loaded.window_models(window)
         dates = sorted({d for k in group for d in config.combinations[k]})
@@ -397,13 +334,14 @@ def classify_model(
                                window, margin, batch_size, progress)
         return blocks, window, margin
 
-    window, margin = window_geometry(mode, config.tile_size, config.prediction_stride, shape)
+    window, margin = window_geometry(mode, record.tile_size, config.prediction_stride, shape)
     batch = batch_size or default_batch_size(window, len(stacks))
     n_cols = len(plan_axis(shape[1], window, margin).starts)
     per_combination = n_classes * buffer_rows(window, n_cols, batch) * shape[1] * 4
     summary_path = out_dir / f"{name}_classification.json"
-    summary: dict[str, Any] = {"model": name, "members": loaded.members, "sequence": loaded.sequence,
-                               "combinations": {}}
+    summary: dict[str, Any] = {"model": name, "members": runs.member_names,
+                               "model_files": [str(r.model_path) for r in runs.members], "level": level,
+                               "sequence": loaded.sequence, "combinations": {}}
     if summary_path.is_file():
         with contextlib.suppress(json.JSONDecodeError, AttributeError):  # a damaged summary is rewritten
             summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
@@ -450,7 +388,7 @@ def classify_model(
         write_json_atomic(summary_path, summary)
     if len(results) > 1:
         say(f"{len(results)} combinations of {len(stacks)} dates classified together: each date is predicted once "
-            f"per window{' by each run of the ensemble' if len(loaded.members) > 1 else ''}")
+            f"per window{' by each run of the ensemble' if len(runs.members) > 1 else ''}")
     return results
 
 
@@ -467,9 +405,3 @@ def _agreements(blocks: Iterable[SceneBlock], group: list[int], files: dict[int,
                 stored = written[k].read(1, window=_block_window(block))
                 same[k] += int(np.count_nonzero((classes == stored) & block.area))
     return {k: (same[k] / inside if inside else 1.0) for k in group}
-
-
-def classify_combination(config: Config, model_name: str, k: int, mode: str = "faithful",
-                         **options: Any) -> CombinationResult:
-    """Classify one date combination (0-based ``k``); see :func:`classify_model` for the options."""
-    return classify_model(config, model_name, select_combinations(config, k), mode, **options)[0]

@@ -1,25 +1,29 @@
-"""Scoring trained models on the held-out tiles: metrics, prediction of a split, reports, ensembles.
+"""Scoring trained models on the held-out tiles: prediction of a split, metrics reports, ensembles.
 
 The procedure follows the paper: FCN models classify every evaluation date's tiles of the
 split independently and the results are pooled; sequence models (FCN + ConvLSTM) classify
 one sequence per tile over the evaluation dates. The predicted class is ``argmax + 1``.
 Pixels whose ground truth is the unclassifiable class (or 0, outside the study area) are
-removed before scoring.
+removed before scoring (:func:`helpers.scoring.score`). A model is read through its run record
+(:func:`helpers.run_record.load_run`): its level, bands, class table and normalisation are the
+run's, checked against the study area, never taken from the config.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from helpers.config import Config
+from helpers.config import Config, load_config
 from helpers.errors import InputError
-from helpers.io import atomic_path, write_json_atomic, write_text_atomic
+from helpers.reports import format_report, report_dir, write_report
+from helpers.run_record import ModelSpec, RunRecord, check_same_kind, load_run
+from helpers.runs import check_model_name, ensemble_name
+from helpers.scoring import score
 
 PREDICT_BATCH = 32
 """Tiles (or sequences) per ``model.predict`` batch."""
@@ -27,102 +31,8 @@ PREDICT_BATCH = 32
 _CHUNK_TILES = 512
 """Tiles normalised at once (bounds the float32 copy of the inputs)."""
 
-
-# ---------------------------------------------------------------------- metrics
-def score(y_true: np.ndarray, y_pred: np.ndarray, class_ids: Sequence[int], class_names: Sequence[str],
-          unclassifiable_id: int) -> dict[str, Any]:
-    """Score predicted class ids against the ground truth.
-
-    Pixels whose ground truth is ``unclassifiable_id`` or 0 are removed first. A prediction
-    of a class outside the scored labels (for example the unclassifiable class) counts as an
-    error: it lowers the accuracy, kappa and the recall of the true class, and it is absent
-    from the confusion matrix columns, whose rows are normalised by the class support.
-    Averages are support-weighted; a ratio with a zero denominator is 0.
-
-    Args:
-        y_true: Ground-truth class ids, any shape.
-        y_pred: Predicted class ids, the same shape.
-        class_ids: Every class id of the class table (in table order).
-        class_names: The names of ``class_ids``, in the same order.
-        unclassifiable_id: The class removed before scoring.
-
-    Returns:
-        ``overall_accuracy``, ``kappa``, ``f1_weighted``, ``precision_weighted``,
-        ``recall_weighted``, ``jaccard_weighted``, ``per_class`` (name -> f1, precision,
-        recall, jaccard, support), ``confusion_matrix`` (rows: truth, columns: prediction),
-        ``confusion_matrix_normalised``, ``labels`` (the scored class ids) and ``n_pixels``.
-
-    Raises:
-        ValueError: If the shapes differ, the names do not match the ids, no pixel is left,
-            or the ground truth holds an id outside the class table.
-    """
-    y_true = np.asarray(y_true).ravel()
-    y_pred = np.asarray(y_pred).ravel()
-    if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true and y_pred differ in size: {y_true.size} and {y_pred.size}")
-    if len(class_ids) != len(class_names):
-        raise ValueError("class_ids and class_names differ in length")
-    pairs = [(int(i), str(n)) for i, n in zip(class_ids, class_names, strict=True) if int(i) != unclassifiable_id]
-    labels = np.array([i for i, _ in pairs], dtype=np.int64)
-    names = [n for _, n in pairs]
-
-    keep = (y_true != unclassifiable_id) & (y_true != 0)
-    truth = y_true[keep].astype(np.int64)
-    pred = y_pred[keep].astype(np.int64)
-    n = int(truth.size)
-    if n == 0:
-        raise ValueError("no pixel left to score after removing the unclassifiable and outside pixels")
-    if truth.min() < 0 or pred.min() < 0:
-        raise ValueError("class ids must not be negative")
-    size = int(max(labels.max(), truth.max(), pred.max(), unclassifiable_id)) + 1
-    unknown = np.setdiff1d(np.unique(truth), labels)
-    if unknown.size:
-        raise ValueError(f"ground truth holds ids outside the class table: {unknown.tolist()}")
-
-    full = np.bincount(truth * size + pred, minlength=size * size).reshape(size, size).astype(np.int64)
-    support = full.sum(axis=1)  # true pixels per id
-    predicted = full.sum(axis=0)  # predicted pixels per id
-    hits = np.diag(full)
-
-    overall = float(hits.sum() / n)
-    expected = float((support.astype(np.float64) * predicted).sum() / (float(n) * n))
-    kappa = float((overall - expected) / (1.0 - expected)) if expected < 1.0 else 0.0
-
-    tp, sup, pre = hits[labels], support[labels], predicted[labels]
-    precision = _ratio(tp, pre)
-    recall = _ratio(tp, sup)
-    f1 = _ratio(2 * tp, sup + pre)
-    jaccard = _ratio(tp, sup + pre - tp)
-    weights = sup / sup.sum()
-
-    matrix = full[np.ix_(labels, labels)]
-    normalised = _ratio(matrix, sup[:, np.newaxis].repeat(len(labels), axis=1))
-    return {
-        "overall_accuracy": overall,
-        "kappa": kappa,
-        "f1_weighted": float(weights @ f1),
-        "precision_weighted": float(weights @ precision),
-        "recall_weighted": float(weights @ recall),
-        "jaccard_weighted": float(weights @ jaccard),
-        "per_class": {
-            name: {"f1": float(f1[k]), "precision": float(precision[k]), "recall": float(recall[k]),
-                   "jaccard": float(jaccard[k]), "support": int(sup[k])}
-            for k, name in enumerate(names)
-        },
-        "confusion_matrix": matrix.tolist(),
-        "confusion_matrix_normalised": normalised.tolist(),
-        "labels": labels.tolist(),
-        "n_pixels": n,
-    }
-
-
-def _ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
-    """Element-wise ``numerator / denominator`` as float64, 0 where the denominator is 0."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    out = np.zeros(np.broadcast_shapes(numerator.shape, denominator.shape))
-    np.divide(numerator, denominator, out=out, where=denominator != 0)
-    return out
+SCORED_SPLITS: tuple[str, ...] = ("test", "valid")
+"""Splits a model can be scored on (the training tiles would flatter it)."""
 
 
 # ---------------------------------------------------------------------- inputs of a split
@@ -272,188 +182,161 @@ def mean_softmax_predictions(models: Iterable[Callable[[], Any]],
     return to_class_ids(total), (total / count).astype(np.float32)  # argmax in float64: no rounding ties
 
 
-# ---------------------------------------------------------------------- runs
-def run_level(config: Config, run: str) -> str:
-    """Processing level a run was trained on (its saved flags), else the config's."""
-    flags = config.models_root / f"{run}_flags.json"
-    level = None
-    if flags.is_file():
-        try:
-            level = json.loads(flags.read_text(encoding="utf-8")).get("flags", {}).get("level")
-        except (json.JSONDecodeError, AttributeError):
-            level = None
-    return config.check_level(level)
-
-
-def run_normaliser(config: Config, run: str, level: str | None):
-    """The normalisation a run was trained with (``models/{run}_normalisation.json``), else the config's.
+# ---------------------------------------------------------------------- checks
+def require_ground_truth(config: Config, what: str) -> None:
+    """Refuse a classification-only study area where the ground truth is needed.
 
     Raises:
-        InputError: If the saved file is unreadable or its band count does not match the level.
+        InputError: ``<config> has no ground_truth.file`` and what needed it.
     """
-    from helpers.generators import Normaliser, normaliser_for
-    from helpers.training import run_paths
-
-    level = config.check_level(level)
-    n_bands = len(config.bands(level))
-    path = run_paths(config, run).normalisation
-    if not path.is_file():
-        return normaliser_for(config, level, [], None)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        normaliser = Normaliser.from_values(data["mean"], data["std"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-        raise InputError(f"{path}: not a valid normalisation file ({error})") from None
-    if normaliser.mean.shape[0] != n_bands:
-        raise InputError(f"{path}: {normaliser.mean.shape[0]} bands, but level {level} data have {n_bands}")
-    return normaliser
+    if not config.has_ground_truth:
+        raise InputError(f"{config.source} has no ground_truth.file; {what} needs ground truth "
+                         "(use a study area with ground truth, or only classify.py here)")
 
 
-def check_model_fits(model: Any, config: Config, level: str | None, name: str) -> bool:
-    """Check that a model can be scored on the config's tiles; return whether it takes sequences.
+def check_model_fits(model: Any, record: RunRecord, config: Config) -> bool:
+    """Check that a model of a run can be scored on the config's tiles; return whether it takes sequences.
+
+    The run itself must fit the study area (:meth:`RunRecord.check_fits`, done by the caller);
+    here the model is checked against its record and a sequence model against the
+    evaluation dates and the tile size.
 
     Raises:
-        InputError: If its band count, class count, window size or number of dates does not
-            match the data and the configuration.
+        InputError: If its band or class count differs from its record, or its number of dates
+            or window size does not match ``dates.evaluation`` and the tiles.
     """
-    from helpers.models import model_bands, model_classes
-
-    level = config.check_level(level)
-    n_bands = len(config.bands(level))
-    if model_bands(model) != n_bands:
-        raise InputError(f"model '{name}' takes {model_bands(model)} bands, but the level {level} data have "
-                         f"{n_bands}")
-    if model_classes(model) != len(config.class_ids):
-        raise InputError(f"model '{name}' predicts {model_classes(model)} classes, but the class table has "
-                         f"{len(config.class_ids)}")
+    record.check_model(model)
+    name = record.name
     sequence = uses_sequences(model, name)
     shape = tuple(model.inputs[0].shape)
     if sequence and len(shape) == 5:
         if shape[1] is not None and shape[1] != len(config.evaluation):
-            raise InputError(f"model '{name}' takes sequences of {shape[1]} dates, but dates.evaluation has "
-                             f"{len(config.evaluation)}")
+            raise InputError(f"model '{name}' takes sequences of {shape[1]} dates, but dates.evaluation of "
+                             f"{config.source} has {len(config.evaluation)}")
         if any(side is not None and side != config.tile_size for side in shape[2:4]):
             raise InputError(f"model '{name}' takes {shape[2]}x{shape[3]} windows, but the tiles are "
                              f"{config.tile_size}x{config.tile_size}")
     return sequence
 
 
+def _config(config: Config | str | Path | None) -> Config:
+    return config if isinstance(config, Config) else load_config(config)
+
+
+def _check_split(split: str) -> None:
+    if split not in SCORED_SPLITS:
+        raise InputError(f"split '{split}': use one of {', '.join(SCORED_SPLITS)}")
+
+
 # ---------------------------------------------------------------------- reports
-def format_report(metrics: dict[str, Any], title: str = "") -> str:
-    """A readable text table of :func:`score`'s metrics (with optional title lines)."""
-    names = list(metrics["per_class"])
-    width = max(12, *(len(n) for n in names))
-    lines = [title] if title else []
-    lines += [f"pixels scored: {metrics['n_pixels']:,} (unclassifiable and outside pixels removed)",
-              "",
-              f"{'overall accuracy':<20}{metrics['overall_accuracy']:.4f}",
-              f"{'Cohen kappa':<20}{metrics['kappa']:.4f}",
-              "",
-              f"{'class':<{width}}  {'F1':>7} {'precision':>9} {'recall':>7} {'Jaccard':>7} {'support':>10}"]
-    for name, m in metrics["per_class"].items():
-        lines.append(f"{name:<{width}}  {m['f1']:>7.4f} {m['precision']:>9.4f} {m['recall']:>7.4f} "
-                     f"{m['jaccard']:>7.4f} {m['support']:>10,}")
-    lines.append(f"{'weighted average':<{width}}  {metrics['f1_weighted']:>7.4f} {metrics['precision_weighted']:>9.4f} "
-                 f"{metrics['recall_weighted']:>7.4f} {metrics['jaccard_weighted']:>7.4f} "
-                 f"{metrics['n_pixels']:>10,}")
-    labels = [str(i) for i in metrics["labels"]]
-    key = ", ".join(f"{i} = {n}" for i, n in zip(labels, names, strict=True))
-    for heading, matrix, fmt in (("confusion matrix (rows: ground truth, columns: prediction)",
-                                  metrics["confusion_matrix"], "{:>9d}"),
-                                 ("confusion matrix normalised by ground-truth row",
-                                  metrics["confusion_matrix_normalised"], "{:>9.3f}")):
-        lines += ["", heading, f"classes: {key}", "      " + "".join(f"{i:>9}" for i in labels)]
-        lines += [f"{i:>6}" + "".join(fmt.format(v) for v in row) for i, row in zip(labels, matrix, strict=True)]
-    return "\n".join(lines) + "\n"
-
-
-def report_paths(out_dir: Path, model_name: str) -> dict[str, Path]:
-    """The files :func:`write_report` writes, by role."""
-    return {"log": out_dir / f"{model_name}_log.txt",
-            "cm_png": out_dir / f"{model_name}_confusion_matrix.png",
-            "cm_pdf": out_dir / f"{model_name}_confusion_matrix.pdf",
-            "cm_normalised_png": out_dir / f"{model_name}_confusion_matrix_normalised.png",
-            "cm_normalised_pdf": out_dir / f"{model_name}_confusion_matrix_normalised.pdf",
-            "metrics": out_dir / "metrics.json"}
-
-
-def write_report(metrics: dict[str, Any], out_dir: Path, model_name: str, class_names: Sequence[str],
-                 title: str = "") -> list[Path]:
-    """Write the text log, the confusion-matrix plots (PNG and PDF) and ``metrics.json``, atomically.
-
-    Args:
-        metrics: From :func:`score` (plus ``model`` and ``split``).
-        out_dir: The report folder (created if needed).
-        model_name: Prefix of the file names.
-        class_names: Names of the scored classes (the confusion matrix order).
-        title: First lines of the log (default: model and split).
-
-    Returns:
-        The files written.
-    """
-    paths = report_paths(Path(out_dir), model_name)
-    title = title or f"model: {model_name}   split: {metrics.get('split', '?')}"
-    write_text_atomic(paths["log"], format_report(metrics, title))
-    for normalised in (False, True):
-        key = "cm_normalised" if normalised else "cm"
-        matrix = np.asarray(metrics["confusion_matrix_normalised" if normalised else "confusion_matrix"])
-        _plot_confusion_matrix(matrix, class_names, normalised, f"{model_name} ({metrics.get('split', '')})",
-                               [paths[f"{key}_png"], paths[f"{key}_pdf"]])
-    write_json_atomic(paths["metrics"], metrics)
-    return list(paths.values())
-
-
-def _plot_confusion_matrix(matrix: np.ndarray, class_names: Sequence[str], normalised: bool, title: str,
-                           outputs: Sequence[Path]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = len(class_names)
-    fig, ax = plt.subplots(figsize=(2.2 + 0.9 * n, 1.6 + 0.8 * n))
-    try:
-        shown = matrix if normalised else matrix.astype(np.float64)
-        image = ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalised else max(float(shown.max()), 1.0))
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_xticks(range(n), labels=list(class_names), rotation=45, ha="right")
-        ax.set_yticks(range(n), labels=list(class_names))
-        ax.set_xlabel("predicted class")
-        ax.set_ylabel("ground-truth class")
-        ax.set_title(("normalised confusion matrix: " if normalised else "confusion matrix: ") + title)
-        limit = (1.0 if normalised else max(float(matrix.max()), 1.0)) / 2
-        for (row, col), value in np.ndenumerate(matrix):
-            ax.text(col, row, f"{value:.2f}" if normalised else f"{int(value)}", ha="center", va="center",
-                    fontsize=7, color="white" if value > limit else "black")
-        fig.tight_layout()
-        for path in outputs:
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=150)
-    finally:
-        plt.close(fig)
-
-
 def score_and_report(config: Config, name: str, y_true: np.ndarray, y_pred: np.ndarray, split: str, title: str,
                      say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Score predictions, write the report under ``reports/logs_and_plots/{name}/`` and print it.
+    """Score predictions, write the split's report in the model's report folder and print it.
 
     Args:
         config: Study-area configuration (class table, reports root).
         name: Model or ensemble name (folder and file names).
         y_true: GT class ids.
         y_pred: Predicted class ids.
-        split: ``test`` or ``valid``.
+        split: ``test`` or ``valid`` (the validation split's files lie beside the test split's).
         title: First line of the printed table and the plots.
         say: Printer.
 
     Returns:
-        The metrics (the content of ``metrics.json``).
+        The metrics (the content of ``metrics.json``, ``metrics_valid.json``).
     """
     scored = [c for c in config.classes if c.id != config.unclassifiable_id]
     metrics = {"model": name, "split": split,
                **score(y_true, y_pred, config.class_ids, [c.name for c in config.classes], config.unclassifiable_id)}
-    out_dir = config.reports_root / "logs_and_plots" / name
-    write_report(metrics, out_dir, name, [c.name for c in scored], title)
+    out_dir = report_dir(config, name)
+    write_report(metrics, out_dir, name, [c.name for c in scored], title, split)
     say(format_report(metrics, title))  # after writing: a closed console pipe loses nothing
     say(f"report written to {out_dir}")
     return metrics
+
+
+# ---------------------------------------------------------------------- entry points
+def get_metrics_and_cm(model_name: ModelSpec, split: str = "test", model: Any = None,
+                       config: Config | str | Path | None = None, say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score a trained run on a split and write its report (what ``metrics.py`` does).
+
+    The level, bands, class table and normalisation are the run's (its record), checked
+    against the study area before anything is predicted.
+
+    Args:
+        model_name: The run name (``baseline_cnn_01``, in the config's ``models/``) or a path
+            (a ``.keras`` file or run folder anywhere); the run's name names the report folder.
+        split: ``test`` or ``valid`` (whose files lie beside the test split's).
+        model: An in-memory model of that run (for example just trained); None loads the saved one.
+        config: A loaded config, a config path, or None for the default config.
+        say: Where the console table goes.
+
+    Returns:
+        The metrics (the content of ``metrics.json``).
+
+    Raises:
+        InputError: No ground truth in the config, an unknown, non-plain or damaged run, a
+            run that does not fit the data, or missing tiles. Nothing is written then.
+    """
+    config = _config(config)
+    _check_split(split)
+    require_ground_truth(config, "metrics.py")
+    record = load_run(model_name, config)
+    level = record.check_fits(config)
+    if model is None:
+        model = record.load_model()
+    check_model_fits(model, record, config)
+    y_true, y_pred = predict_test_split(model, config, split, record.normaliser, level, model_name=record.name)
+    title = (f"model: {record.name}   split: {split}   level: {level}   "
+             f"dates: {', '.join(sorted(config.evaluation))}")
+    return score_and_report(config, record.name, y_true, y_pred, split, title, say)
+
+
+def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
+                      config: Config | str | Path | None = None,
+                      say: Callable[[str], None] = print) -> dict[str, Any]:
+    """Score the mean softmax of runs ``{base_name}_{NN}`` and write the report (what ``ensemble_avg.py`` does).
+
+    Args:
+        base_name: The runs' base name (``baseline_cnn``).
+        runs: Run numbers.
+        split: ``test`` or ``valid``.
+        config: A loaded config, a config path, or None for the default config.
+        say: Where the console table goes.
+
+    Returns:
+        The metrics, written under the ensemble's name ``{base_name}_ensemble_{runs}``.
+
+    Raises:
+        InputError: Unknown runs, runs of different levels, bands or class tables, models that
+            do not fit the data or mix FCN and sequence models.
+    """
+    config = _config(config)
+    _check_split(split)
+    require_ground_truth(config, "ensemble_avg.py")
+    base = check_model_name(base_name)
+    ensemble = ensemble_name(base, runs)
+    records = check_same_kind([load_run(f"{base}_{n:02d}", config) for n in runs], ensemble)  # all before any work
+    level = records[0].check_fits(config)
+    names = [r.name for r in records]
+    state: dict[str, Any] = {}
+
+    def loader(record: RunRecord) -> Callable[[], tuple[RunRecord, Any]]:
+        return lambda: (record, record.load_model())
+
+    def predict(loaded: tuple[RunRecord, Any]) -> np.ndarray:
+        record, model = loaded
+        sequence = check_model_fits(model, record, config)
+        if state.setdefault("sequence", sequence) != sequence:
+            raise InputError(f"runs {names} mix FCN and sequence models")
+        if "parts" not in state:
+            state["parts"] = split_parts(config, split, level, sequence)
+        y_true, probabilities = predict_probabilities(model, state["parts"], record.normaliser)
+        state["truth"] = y_true
+        say(f"{record.name}: predicted {len(y_true)} {'sequences' if sequence else 'tiles'}")
+        return probabilities
+
+    y_pred, _ = mean_softmax_predictions((loader(r) for r in records), predict)
+    title = (f"ensemble: {ensemble} (mean softmax of {', '.join(names)})   split: {split}   level: {level}   "
+             f"dates: {', '.join(sorted(config.evaluation))}")
+    return score_and_report(config, ensemble, state["truth"], y_pred, split, title, say)

@@ -5,15 +5,20 @@ so the model file alone is enough to classify another study area with it. Keras 
 extra archive member when it loads the model (in safe mode). The original's side files
 (``{run}_config.toml``, ``{run}_flags.json``, ``{run}_normalisation.json``) are still written
 beside the model for people; a model saved before records existed is read from those side
-files, and a missing or inconsistent one is an error, never a silent recomputation.
+files, and a missing or inconsistent one is an error, never a silent fallback to the
+config's constants or a recomputation.
 
-A model is named on the command line either by its run name (a plain name inside the
-config's ``models/`` folder, as the original) or by a path: a ``.keras`` file or a run folder
-anywhere (a folder holding ``{folder name}.keras`` or exactly one ``.keras`` file).
+A model is named either by its run name (a ``str``: a plain name inside the config's
+``models/`` folder, as the original; ``{BASE}_ensemble_134`` names the runs ``{BASE}_01``,
+``_03`` and ``_04``) or by a path (a :class:`~pathlib.Path`: a ``.keras`` file or a run folder
+anywhere, a folder holding ``{folder name}.keras`` or exactly one ``.keras`` file). The
+scripts take the first as the positional ``MODEL_NAME`` and the second as ``--model PATH``
+(:func:`add_model_arguments`, :func:`model_spec`).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import tomllib
 import zipfile
@@ -25,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from helpers.config import LEVEL_BANDS, Config
 from helpers.errors import InputError
 from helpers.normalisation import Normaliser
-from helpers.runs import check_model_name, model_path
+from helpers.runs import check_model_name, ensemble_members, model_path
 
 if TYPE_CHECKING:
     import keras
@@ -33,6 +38,9 @@ if TYPE_CHECKING:
 RECORD_MEMBER = "run_record.json"
 """Name of the record inside the ``.keras`` zip archive."""
 RECORD_FORMAT = 1
+
+ModelSpec = str | Path
+"""A run name (``str``, inside the config's ``models/``) or a path to a model file or run folder."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,16 @@ class RunRecord:
         """Class ids in table order."""
         return tuple(c.id for c in self.classes)
 
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names in table order."""
+        return tuple(c.name for c in self.classes)
+
+    @property
+    def colours(self) -> dict[int, str]:
+        """``{class id: "#rrggbb"}`` of the run's class table (for maps and previews)."""
+        return {c.id: c.colour for c in self.classes}
+
     def to_json(self) -> dict[str, Any]:
         """The record as stored in the archive (paths are not stored: the file may move)."""
         return {"format": RECORD_FORMAT, "run": self.name, "script": self.script, "level": self.level,
@@ -100,8 +118,11 @@ class RunRecord:
     def check_fits(self, config: Config, level: str | None = None) -> str:
         """Check that this model can be applied to a study area's data; return the level to use.
 
+        The level is the run's: data of another level have other bands, whatever the
+        config's ``sentinel.level`` says.
+
         Args:
-            config: The study area whose stacks the model will see.
+            config: The study area whose stacks or tiles the model will see.
             level: The data's level; None means the run's own level.
 
         Raises:
@@ -114,21 +135,68 @@ class RunRecord:
                              f"(give --level {self.level} or use a {level} model)")
         bands = config.bands(level)
         if tuple(bands) != self.bands:
-            raise InputError(f"{where} takes bands {', '.join(self.bands)}, the {level} stacks of "
-                             f"{config.source} have {', '.join(bands)}")
+            raise InputError(f"{where} takes {len(self.bands)} bands ({', '.join(self.bands)}), the {level} data of "
+                             f"{config.source} have {len(bands)} ({', '.join(bands)})")
         mine = [(c.id, c.name) for c in self.classes]
         theirs = [(c.id, c.name) for c in config.classes]
         if mine != theirs:
-            differ = sorted(set(mine) ^ set(theirs))
+            differ = sorted(set(mine) ^ set(theirs)) or "same entries, another order"
             raise InputError(f"{where} was trained with another class table than {config.source} (differing "
                              f"entries (id, name): {differ}); copy the run's [[classes]] into the config")
+        if self.unclassifiable_id != config.unclassifiable_id:
+            raise InputError(f"{where} was trained with unclassifiable class {self.unclassifiable_id}, "
+                             f"{config.source} has ground_truth.unclassifiable_id = {config.unclassifiable_id}")
         return level
 
+    def check_model(self, model: Any) -> None:
+        """Check that a (loaded or in-memory) model takes the record's bands and predicts its classes.
+
+        Raises:
+            InputError: If the model and its record disagree (a damaged or mixed-up run).
+        """
+        from helpers.models import model_bands, model_classes
+
+        if model_bands(model) != len(self.bands):
+            raise InputError(f"{self.model_path}: the model takes {model_bands(model)} bands, its run record lists "
+                             f"{len(self.bands)} (model and record do not belong together)")
+        if model_classes(model) != len(self.classes):
+            raise InputError(f"{self.model_path}: the model predicts {model_classes(model)} classes, its run record "
+                             f"lists {len(self.classes)} (model and record do not belong together)")
+
     def load_model(self) -> keras.Model:
-        """Load the Keras model in safe mode (nothing is unpickled)."""
+        """Load the Keras model in safe mode (nothing is unpickled) and check it against the record."""
         from helpers.models import load_model
 
-        return load_model(self.model_path)
+        model = load_model(self.model_path)
+        self.check_model(model)
+        return model
+
+
+@dataclass(frozen=True)
+class RunSet:
+    """A model to apply: one run, or the runs of an ensemble (whose outputs are averaged).
+
+    Attributes:
+        name: The name outputs and reports are written under (the run's, or the ensemble's).
+        members: The runs, all of one level, band list and class table.
+    """
+
+    name: str
+    members: tuple[RunRecord, ...]
+
+    @property
+    def first(self) -> RunRecord:
+        """The first run (level, bands and class table are the same for all)."""
+        return self.members[0]
+
+    @property
+    def member_names(self) -> list[str]:
+        """Names of the runs."""
+        return [m.name for m in self.members]
+
+    def check_fits(self, config: Config) -> str:
+        """:meth:`RunRecord.check_fits` of the runs on a study area; return the level."""
+        return self.first.check_fits(config)
 
 
 # ---------------------------------------------------------------------- writing
@@ -151,23 +219,45 @@ def embed_record(model_file: Path, record: RunRecord) -> None:
         archive.writestr(RECORD_MEMBER, json.dumps(record.to_json(), indent=1))
 
 
-# ---------------------------------------------------------------------- reading
-def resolve_model_file(spec: str | Path, config: Config) -> Path:
-    """The ``.keras`` file named by a run name (inside ``models/``) or by a path (file or run folder).
+# ---------------------------------------------------------------------- command line
+def add_model_arguments(parser: argparse.ArgumentParser, what: str = "a trained run") -> None:
+    """The scripts' two ways to name a model: positional ``MODEL_NAME`` or ``--model PATH`` (one of them)."""
+    parser.add_argument("model_name", metavar="MODEL_NAME", nargs="?", default=None,
+                        help=f"{what}: a run name in the config's models folder, e.g. baseline_cnn_01")
+    parser.add_argument("--model", dest="model_path", metavar="PATH", default=None,
+                        help="instead of MODEL_NAME: a .keras file or a run folder anywhere (a model trained on "
+                             "another study area); outputs are named by the run and written under this config")
 
-    A spec with a path separator, a ``.keras`` suffix that exists as given, or an existing
-    folder is a path (relative paths are taken from the current directory, as any path typed on
-    the command line); anything else is a run name in the config's ``models/`` folder.
+
+def model_spec(args: argparse.Namespace) -> ModelSpec:
+    """The model named by :func:`add_model_arguments`: a checked plain run name, or a path.
 
     Raises:
-        InputError: If nothing is found, or a folder holds no or several models.
+        InputError: If neither or both are given, or the name is not plain.
     """
-    text = str(spec)
-    candidate = Path(text).expanduser()
-    is_path = "/" in text or "\\" in text or candidate.is_dir() or (text.endswith(".keras") and candidate.is_file())
-    if not is_path:
-        return model_path(config.models_root, check_model_name(text))
-    candidate = candidate.resolve()
+    name, path = args.model_name, args.model_path
+    if (name is None) == (path is None):
+        raise InputError("give either MODEL_NAME (a run in the config's models folder) or --model PATH, "
+                         + ("not both" if name is not None else "neither was given"))
+    return check_model_name(name) if name is not None else Path(path).expanduser()
+
+
+# ---------------------------------------------------------------------- reading
+def resolve_model_file(spec: ModelSpec, config: Config) -> Path:
+    """The ``.keras`` file named by a run name (inside ``models/``) or by a path (file or run folder).
+
+    Args:
+        spec: A ``str`` is a run name in the config's ``models/`` folder (it must be a plain
+            name); a ``Path`` is a model file or run folder (a relative path is taken from the
+            current directory, as any path typed on the command line).
+        config: The current study area.
+
+    Raises:
+        InputError: If nothing is found, a name is not plain, or a folder holds no or several models.
+    """
+    if not isinstance(spec, Path):
+        return model_path(config.models_root, check_model_name(str(spec)))
+    candidate = spec.expanduser().resolve()
     if candidate.is_dir():
         named = candidate / f"{candidate.name}.keras"
         if named.is_file():
@@ -185,7 +275,7 @@ def resolve_model_file(spec: str | Path, config: Config) -> Path:
     return candidate
 
 
-def load_run(spec: str | Path, config: Config) -> RunRecord:
+def load_run(spec: ModelSpec, config: Config) -> RunRecord:
     """Read a run's record (from its archive, or from the side files of an older run).
 
     Args:
@@ -211,6 +301,41 @@ def load_run(spec: str | Path, config: Config) -> RunRecord:
     return _record_from_json(data, path, f"{path} [{RECORD_MEMBER}]")
 
 
+def load_runs(spec: ModelSpec, config: Config) -> RunSet:
+    """A run, or the runs of an ensemble name ``{BASE}_ensemble_134`` (a saved model of that name wins).
+
+    Raises:
+        InputError: As :func:`load_run`, and for ensemble runs of different levels, bands or
+            class tables.
+    """
+    if isinstance(spec, Path):
+        record = load_run(spec, config)
+        return RunSet(record.name, (record,))
+    name = check_model_name(str(spec))
+    members = ensemble_members(config.models_root, name)
+    if members is None:
+        return RunSet(name, (load_run(name, config),))
+    return RunSet(name, tuple(check_same_kind([load_run(m, config) for m in members], name)))
+
+
+def check_same_kind(records: Sequence[RunRecord], name: str) -> Sequence[RunRecord]:
+    """Check that the runs of an ensemble can be averaged: one level, band list, class table and tile size.
+
+    Raises:
+        InputError: Naming the ensemble and what differs.
+    """
+    first = records[0]
+    for record in records[1:]:
+        for what, mine, theirs in (("processing levels", first.level, record.level),
+                                   ("bands", first.bands, record.bands),
+                                   ("class tables", first.classes, record.classes),
+                                   ("tile sizes", first.tile_size, record.tile_size)):
+            if mine != theirs:
+                raise InputError(f"ensemble '{name}': runs {first.name} and {record.name} differ in {what} "
+                                 "(only runs of one kind can be averaged)")
+    return records
+
+
 def _record_from_json(data: Any, path: Path, source: str) -> RunRecord:
     try:
         if data.get("format") != RECORD_FORMAT:
@@ -226,6 +351,8 @@ def _record_from_json(data: Any, path: Path, source: str) -> RunRecord:
                            mean=tuple(float(v) for v in norm["mean"]), std=tuple(float(v) for v in norm["std"]),
                            tile_size=int(data["tile_size"]), dates=tuple(str(d) for d in data.get("dates", ())),
                            flags=dict(data.get("flags") or {}), config_text=str(data.get("config_text", "")))
+        if not record.classes or not record.bands:
+            raise ValueError("empty class table or band list")
         if len(record.mean) != len(record.bands):
             raise ValueError(f"{len(record.mean)} normalisation values for {len(record.bands)} bands")
         record.normaliser  # noqa: B018  (validates: equal lengths, positive finite std)
@@ -244,19 +371,27 @@ def _record_from_side_files(path: Path) -> RunRecord:
         if not side.is_file():
             raise InputError(f"{side}: missing; {path.name} has no run record, so its {kind} must lie beside it "
                              "(copy the run's side files along with the model)")
-    try:
-        flags = json.loads(files["flags.json"].read_text(encoding="utf-8"))
-        norm = json.loads(files["normalisation.json"].read_text(encoding="utf-8"))
-        config_text = files["config.toml"].read_text(encoding="utf-8")
-        tomllib.loads(config_text)
-    except (json.JSONDecodeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
-        raise InputError(f"{folder / stem}_*: unreadable run side file ({error})") from None
+    parsed: dict[str, dict[str, Any]] = {}
+    for kind, side in files.items():
+        try:
+            text = side.read_text(encoding="utf-8")
+            parsed[kind] = tomllib.loads(text) if kind == "config.toml" else json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise InputError(f"{side}: unreadable run side file ({error})") from None
+        if not isinstance(parsed[kind], dict):
+            raise InputError(f"{side}: unreadable run side file (not a JSON object)")
+    flags, norm = parsed["flags.json"], parsed["normalisation.json"]
+    run_flags = flags.get("flags", {})
+    if not isinstance(run_flags, dict):
+        raise InputError(f"{files['flags.json']}: unreadable run side file ('flags' is not an object)")
     trained = load_config(files["config.toml"])
-    run_flags = flags.get("flags", {}) if isinstance(flags, dict) else {}
-    level = trained.check_level(run_flags.get("level"))
+    try:
+        level = trained.check_level(run_flags.get("level"))
+    except InputError as error:
+        raise InputError(f"{files['flags.json']}: {error}") from None
     data = {"format": RECORD_FORMAT, "script": flags.get("script", stem.rsplit("_", 1)[0]), "level": level,
             "bands": list(trained.bands(level)),
             "classes": [{"id": c.id, "name": c.name, "colour": c.colour} for c in trained.classes],
             "unclassifiable_id": trained.unclassifiable_id, "normalisation": norm, "tile_size": trained.tile_size,
-            "flags": run_flags, "config_text": config_text}
+            "flags": run_flags, "config_text": files["config.toml"].read_text(encoding="utf-8")}
     return _record_from_json(data, path, str(files["normalisation.json"]))

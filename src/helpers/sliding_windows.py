@@ -194,20 +194,6 @@ def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
     return np.any(data[n_bands:] != 0, axis=0)
 
 
-def read_area(stack: Path, n_bands: int, block_rows: int = 512) -> np.ndarray:
-    """Area of a NEW stack: the union of its layers after the first ``n_bands`` (bool, rows x cols)."""
-    with open_raster(stack) as src:
-        area = np.zeros((src.height, src.width), dtype=bool)
-        layers = list(range(n_bands + 1, src.count + 1))
-        if not layers:
-            area[:] = True
-            return area
-        for row in range(0, src.height, block_rows):
-            block = Window(0, row, src.width, min(block_rows, src.height - row))
-            area[row: row + int(block.height)] = np.any(src.read(layers, window=block) != 0, axis=0)
-    return area
-
-
 # ---------------------------------------------------------------------- models
 def mean_over_dates(features: np.ndarray) -> np.ndarray:
     """Combine per-date softmax outputs ``(n, dates, w, w, classes)`` into their mean."""

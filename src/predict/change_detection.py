@@ -4,9 +4,10 @@ Robustness measures (this project's definitions; the article's exact formulas ar
 stable = all maps equal the GT; robust change = all maps agree on one class other than the
 GT's; unstable = the maps disagree. Writes the change map (class 9 where robust change) as
 GeoTIFF and PNG, and a JSON and text report; scores robust change against the config's
-true-change file when it names one.
+true-change file when it names one. Name the model as classify.py was given it; the study
+area must have ground truth (a classification-only config is refused).
 
-Usage: python change_detection.py MODEL_NAME [--config CONFIG]
+Usage: python change_detection.py (MODEL_NAME | --model PATH) [--config CONFIG]
 """
 
 import argparse
@@ -16,17 +17,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers.change_reports import detect_changes, format_report
 from helpers.config import load_config
 from helpers.errors import run_cli
+from helpers.run_record import add_model_arguments, model_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_name", metavar="MODEL_NAME", help="a classified model, e.g. lstm_fixed_seq_01")
+    add_model_arguments(parser, "a classified run or ensemble, e.g. lstm_fixed_seq_01")
     parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
     args = parser.parse_args(argv)
-    print(format_report(detect_changes(load_config(args.config), args.model_name)))
+    spec = model_spec(args)
+    config = load_config(args.config)
+
+    from helpers.change_reports import detect_changes, format_report
+
+    print(format_report(detect_changes(config, spec)))
     return 0
 
 

@@ -1,14 +1,18 @@
 """Classify the new dates of every date combination over the whole scene into georeferenced maps.
 
-Usage: python classify.py MODEL_NAME [--combination K|all] [--fast [--compare]] [--batch-size N] [--config CONFIG]
+Usage: python classify.py (MODEL_NAME | --model PATH) [--combination K|all] [--fast [--compare]]
+       [--batch-size N] [--config CONFIG]
 
-Faithful mode (default): the original's 32x32 windows on a 16-px stride, the centre 16x16 kept,
-the scene border covered too. --fast: 320x320 windows with a 32-px margin (--compare also runs
-faithful mode and prints the pixel agreement of the two class maps). All requested combinations
-are classified in one pass over the scene, each date predicted once per window. MODEL_NAME may
-name an ensemble, {BASE}_ensemble_134 (runs {BASE}_01, _03 and _04; their maps are averaged).
-Writes GeoTIFFs (probabilities, class map, confidence) and PNG previews under
-{data_root}/processed/classified/{MODEL_NAME}/.
+MODEL_NAME is a run in the config's models folder; it may name an ensemble, {BASE}_ensemble_134
+(runs {BASE}_01, _03 and _04; their maps are averaged). --model PATH takes a .keras file or a run
+folder anywhere instead, e.g. a model trained on another study area: its run record gives the
+level, bands, class table, normalisation and window size, which must fit this study area (one
+error line otherwise). No ground truth is needed. Faithful mode (default): the original's 32x32
+windows on a 16-px stride, the centre 16x16 kept, the scene border covered too. --fast: 320x320
+windows with a 32-px margin (--compare also runs faithful mode and prints the pixel agreement of
+the two class maps). All requested combinations are classified in one pass over the scene, each
+date predicted once per window. Writes GeoTIFFs (probabilities, class map, confidence) and PNG
+previews under {data_root}/processed/classified/{RUN}/ of this config.
 """
 
 import argparse
@@ -20,12 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from helpers.config import load_config
 from helpers.errors import InputError, run_cli
+from helpers.run_record import add_model_arguments, model_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model_name", metavar="MODEL_NAME",
-                        help="a model in the config's models folder, or an ensemble BASE_ensemble_RUNS")
+    add_model_arguments(parser, "the run (or an ensemble BASE_ensemble_RUNS) to classify with")
     parser.add_argument("--combination", default="all",
                         help="combination number (0-based, as the original) or 'all' (default)")
     parser.add_argument("--fast", action="store_true", help="large windows with a margin instead of 32x32 tiles")
@@ -36,16 +40,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare and not args.fast:
         raise InputError("--compare needs --fast (it compares the fast maps with faithful mode)")
+    spec = model_spec(args)
     config = load_config(args.config)
 
-    from helpers.classification import classify_model, output_dir, select_combinations
+    from helpers.classification import classify_model, select_combinations
 
     ks = select_combinations(config, args.combination)
     mode = "fast" if args.fast else "faithful"
-    results = classify_model(config, args.model_name, ks, mode, batch_size=args.batch_size, progress=None,
+    results = classify_model(config, spec, ks, mode, batch_size=args.batch_size, progress=None,
                              compare=args.compare)
     total = sum(r.seconds for r in results)
-    print(f"{len(results)} combination(s) in {total:.1f} s; maps in {output_dir(config, Path(args.model_name).stem)}")
+    print(f"{len(results)} combination(s) in {total:.1f} s; maps in {results[0].files['class'].parent}")
     return 0
 
 

@@ -1,7 +1,7 @@
 """One table of the whole study: per model accuracy, kappa, F1 of grassland and farmland, robust change.
 
-Reads what metrics.py and change_detection.py wrote for the newest run of each training
-script, prints the table and writes it with links to the plots as Markdown.
+Reads what metrics.py (its test split) and change_detection.py wrote for the newest run of
+each training script, prints the table and writes it with links to the plots as Markdown.
 
 Usage: python demo_summary.py [--config CONFIG] [--out reports/demo_summary.md]
 """
@@ -19,6 +19,7 @@ from helpers.config import load_config
 from helpers.errors import InputError, run_cli
 from helpers.io import write_text_atomic
 from helpers.paths import resolve_from_root
+from helpers.reports import change_report_paths, report_dir, report_paths
 from helpers.runs import newest_model
 from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
 
@@ -45,21 +46,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="reports/demo_summary.md", help="Markdown file (relative to the repo root)")
     args = parser.parse_args(argv)
     config = load_config(args.config)
+
+    from helpers.classification import output_dir
+
     rows, plots = [], []
     for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT):
         run = newest_model(config.models_root, script)
         if run is None:
             continue
-        folder = config.reports_root / "logs_and_plots" / run
-        metrics = _read(folder / "metrics.json")
-        change = _read(folder / f"{run}_change_detection.json")
+        folder = report_dir(config, run)
+        metrics = _read(report_paths(folder, run, "test")["metrics"])
+        change = _read(change_report_paths(config, run)["json"])
         true = change.get("true_change", {})
         rows.append((run, f"{metrics['overall_accuracy']:.3f}", f"{metrics['kappa']:.3f}",
                      _f1(metrics, "grass"), _f1(metrics, "farm"),
                      f"{100 * change['overall']['robust_change']:.2f} %",
                      f"{true['precision']:.3f}" if true else "-", f"{true['recall']:.3f}" if true else "-"))
-        plots.extend(sorted(folder.glob("*.png")))
-        plots.extend(sorted((config.processed_dir / "classified" / run).glob("*change_map.png")))
+        other_splits = set(report_paths(folder, run, "valid").values())  # the table is the test split's
+        plots.extend(sorted(p for p in folder.glob("*.png") if p not in other_splits))
+        plots.extend(sorted(output_dir(config, run).glob("*change_map.png")))
     if not rows:
         raise InputError(f"{config.models_root}: no trained model")
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]

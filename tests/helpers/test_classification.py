@@ -12,22 +12,24 @@ from scene_stacks import (
     N_BANDS,
     N_CLASSES,
     SHAPE,
+    classify_scene,
+    collect_blocks,
     fcn_stand_in,
     make_stacks,
     one_hot,
     sequence_stand_in,
 )
 
-from helpers.classification import agreement, class_and_confidence, classify_scene
+from helpers.classification import class_and_confidence
 from helpers.previews import write_class_png
-from helpers.sliding_windows import read_area, window_geometry
+from helpers.sliding_windows import WindowModel, predict_scene, window_geometry
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fast"])
 def test_fcn_class_map_is_the_mean_over_dates_everywhere(tmp_path: Path, mode: str) -> None:
     stacks, bands, area = make_stacks(tmp_path, dates=3)
     window, margin = window_geometry(mode, shape=SHAPE)
-    probabilities = classify_scene(fcn_stand_in, stacks, N_BANDS, N_CLASSES, window, margin, IDENTITY,
+    probabilities = classify_scene(fcn_stand_in, stacks, window, margin, IDENTITY,
                                    sequence=False, batch_size=5)
     expected = np.moveaxis(one_hot(bands[:, 0].astype(np.int64)).mean(axis=0), -1, 0)
     classes, confidence = class_and_confidence(probabilities, area)
@@ -42,7 +44,7 @@ def test_fcn_class_map_is_the_mean_over_dates_everywhere(tmp_path: Path, mode: s
 def test_sequence_class_map_and_renormalised_probabilities(tmp_path: Path, mode: str) -> None:
     stacks, bands, area = make_stacks(tmp_path, dates=4)
     window, margin = window_geometry(mode, shape=SHAPE)
-    probabilities = classify_scene(sequence_stand_in, stacks, N_BANDS, N_CLASSES, window, margin, IDENTITY,
+    probabilities = classify_scene(sequence_stand_in, stacks, window, margin, IDENTITY,
                                    sequence=True, batch_size=3)
     codes = bands[:, 0].astype(np.int64).sum(axis=0)
     classes, _ = class_and_confidence(probabilities, area)
@@ -63,7 +65,7 @@ def test_only_window_centres_are_kept_except_at_the_scene_edges(tmp_path: Path, 
         codes[:, :margin] = codes[:, -margin:] = codes[:, :, :margin] = codes[:, :, -margin:] = 2
         return one_hot(codes - 1)
 
-    probabilities = classify_scene(position_coded, stacks, N_BANDS, N_CLASSES, window, margin, IDENTITY,
+    probabilities = classify_scene(position_coded, stacks, window, margin, IDENTITY,
                                    sequence=False)
     classes, _ = class_and_confidence(probabilities, full.astype(bool))
     want = np.full(SHAPE, 1, dtype=np.uint8)
@@ -83,18 +85,15 @@ def test_windows_outside_the_area_are_not_predicted(tmp_path: Path) -> None:
         calls.append(batch.shape[0])
         return fcn_stand_in(batch)
 
-    probabilities = classify_scene(counting, stacks, N_BANDS, N_CLASSES, 32, 8, IDENTITY, sequence=False,
-                                   batch_size=1)
+    maps, found_area = collect_blocks(predict_scene([WindowModel.fcn(counting, IDENTITY)], stacks, [[0]], N_BANDS,
+                                                    N_CLASSES, 32, 8, batch_size=1))
     assert len(calls) <= 4  # 10x10 px reach at most 2x2 window cores
-    assert probabilities[:, ~area.astype(bool)].max() == 0
-    np.testing.assert_array_equal(read_area(stacks[0], N_BANDS), area.astype(bool))
+    assert maps[0][:, ~area.astype(bool)].max() == 0
+    np.testing.assert_array_equal(found_area, area.astype(bool))
 
 
-def test_agreement_and_preview(tmp_path: Path) -> None:
+def test_preview_in_the_class_colours(tmp_path: Path) -> None:
     a = np.array([[1, 2], [3, 0]], dtype=np.uint8)
-    b = np.array([[1, 3], [3, 0]], dtype=np.uint8)
-    inside = np.array([[True, True], [True, False]])
-    assert agreement(a, b, inside) == pytest.approx(2 / 3)
     png = tmp_path / "preview.png"
     write_class_png(png, a, {1: "#ff0000", 2: "#00ff00", 3: "#0000ff"})
     from PIL import Image
@@ -106,10 +105,9 @@ def test_agreement_and_preview(tmp_path: Path) -> None:
 def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_window(tmp_path: Path) -> None:
     import keras
 
-    from helpers.classification import collect_blocks, keras_window_model
-    from helpers.normalisation import Normaliser
+    from helpers.classification import keras_window_model
     from helpers.models import build_fcn_lstm, build_unet, rebuild_sequence_model
-    from helpers.sliding_windows import predict_scene
+    from helpers.normalisation import Normaliser
 
     keras.utils.set_random_seed(5)
     fcn = build_unet(N_BANDS, N_CLASSES, width=0.0625)
@@ -119,7 +117,7 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
     window, margin = window_geometry("fast", shape=SHAPE)
     assert (window, margin) == (64, 16)
     for model, whole, is_sequence in ((fcn, fcn, False), (sequence, rebuild_sequence_model(sequence, window), True)):
-        expected = classify_scene(whole.predict_on_batch, stacks, N_BANDS, N_CLASSES, window, margin, normaliser,
+        expected = classify_scene(whole.predict_on_batch, stacks, window, margin, normaliser,
                                   sequence=is_sequence)
         split = keras_window_model(model, window, normaliser)
         got, _ = collect_blocks(predict_scene([split], stacks, [[0, 1, 2], [1, 2]], N_BANDS, N_CLASSES, window,

@@ -1,4 +1,4 @@
-"""Metrics of helpers.evaluation against hand computations, and the written report."""
+"""Metrics (helpers.scoring) against hand computations, the written reports (helpers.reports), ensembles."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.evaluation import mean_softmax_predictions, score, to_class_ids, write_report
+from helpers.evaluation import mean_softmax_predictions, to_class_ids
+from helpers.reports import report_paths, write_report
+from helpers.scoring import score
 
 IDS = (1, 2, 3, 8)
 NAMES = ("A", "B", "C", "Unclassifiable")
@@ -116,6 +118,24 @@ def test_report_files_and_json(tmp_path: Path) -> None:
     log = (tmp_path / "out" / "m_01_log.txt").read_text()
     for text in ("overall accuracy", "0.7000", "kappa", "Jaccard", "weighted average", "normalised", "0.750"):
         assert text in log, text
+
+
+def test_the_validation_split_writes_beside_the_test_split(tmp_path: Path) -> None:
+    truth, pred = small_case()
+    test = {"model": "m_01", "split": "test", **score(truth, pred, IDS, NAMES, 8)}
+    valid = {**score(truth, truth, IDS, NAMES, 8), "model": "m_01", "split": "valid"}
+    written_test = write_report(test, tmp_path, "m_01", ["A", "B", "C"])
+    before = {p: p.read_bytes() for p in written_test}
+    written_valid = write_report(valid, tmp_path, "m_01", ["A", "B", "C"], split="valid")
+    assert sorted(p.name for p in written_valid) == sorted(
+        ["m_01_valid_log.txt", "m_01_valid_confusion_matrix.png", "m_01_valid_confusion_matrix.pdf",
+         "m_01_valid_confusion_matrix_normalised.png", "m_01_valid_confusion_matrix_normalised.pdf",
+         "metrics_valid.json"])
+    assert {p: p.read_bytes() for p in written_test} == before
+    assert json.loads((tmp_path / "metrics_valid.json").read_text())["overall_accuracy"] == 1.0
+    assert report_paths(tmp_path, "m_01") == report_paths(tmp_path, "m_01", "test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        report_paths(tmp_path, "m_01", "tset")
 
 
 def test_mean_softmax_loads_one_model_at_a_time() -> None:

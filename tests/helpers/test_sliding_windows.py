@@ -8,9 +8,18 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from scene_stacks import IDENTITY, N_BANDS, N_CLASSES, SHAPE, fcn_stand_in, make_stacks, one_hot
+from scene_stacks import (
+    IDENTITY,
+    N_BANDS,
+    N_CLASSES,
+    SHAPE,
+    classify_scene,
+    collect_blocks,
+    fcn_stand_in,
+    make_stacks,
+    one_hot,
+)
 
-from helpers.classification import classify_scene, collect_blocks
 from helpers.errors import InputError
 from helpers.sliding_windows import (
     WindowModel,
@@ -78,7 +87,7 @@ def test_combinations_in_one_pass_equal_separate_passes_with_each_date_encoded_o
     assert len(calls) == -(-windows // 4) and set(calls) == {4 * 4}  # every call: 4 windows x all 4 dates
     codes = bands[:, 0].astype(np.int64)
     for k, combo in enumerate(combinations):
-        alone = classify_scene(fcn_stand_in, [stacks[d] for d in combo], N_BANDS, N_CLASSES, window, margin,
+        alone = classify_scene(fcn_stand_in, [stacks[d] for d in combo], window, margin,
                                IDENTITY, sequence=False, batch_size=3)
         np.testing.assert_allclose(together[k], alone, atol=1e-6)
         expected = np.moveaxis(one_hot(codes[combo]).mean(axis=0), -1, 0) * area

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import geopandas as gpd
@@ -12,9 +14,13 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from runs_fixture import save_run, tiny_fcn
 from shapely.geometry import box
+from study_area import dump_toml
 
+from helpers.config import load_config
 from helpers.paths import REPO_ROOT
+from helpers.run_record import RecordClass
 
 TRANSFORM = Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5640000.0)
 SHAPE = (20, 30)
@@ -28,9 +34,19 @@ def write_tif(path: Path, values: np.ndarray) -> None:
         dst.write(values, 1)
 
 
+@pytest.fixture(scope="module")
+def stand_in():
+    """A tiny model saved as the runs whose class maps are compared."""
+    return tiny_fcn()
+
+
 @pytest.fixture
-def area(tmp_path: Path) -> tuple[Path, Path]:
-    """GT, six class maps of model ``m_01`` and a true-change polygon; returns (config, data root)."""
+def area(tmp_path: Path, stand_in) -> tuple[Path, Path]:
+    """GT, six class maps of run ``m_01``, an unclassified run ``m_02`` and a true-change polygon.
+
+    Returns:
+        (config, data root).
+    """
     root = tmp_path / "data"
     text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
     for old, new in {'data_root = "data/demo"': f'data_root = "{root}"',
@@ -56,6 +72,8 @@ def area(tmp_path: Path) -> tuple[Path, Path]:
     folder.mkdir(parents=True)
     gpd.GeoDataFrame({"old_class": [5], "new_class": [2]}, geometry=[true], crs="EPSG:32633").to_file(
         folder / "true_changes.shp")
+    for run in ("m_01", "m_02"):
+        save_run(stand_in, load_config(config), run)
     return config, root
 
 
@@ -96,7 +114,45 @@ def _one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> 
 def test_unclassified_model_and_bad_names(area: tuple[Path, Path]) -> None:
     config, root = area
     before = sorted(p for p in root.rglob("*"))
-    _one_line_error(run("m_02", "--config", str(config)), "class map missing")
+    _one_line_error(run("m_02", "--config", str(config)), "class map missing; run src/predict/classify.py m_02")
+    _one_line_error(run("m_03", "--config", str(config)), "unknown model 'm_03'")
     _one_line_error(run("../x", "--config", str(config)), "not a plain name")
+    _one_line_error(run("--config", str(config)), "give either MODEL_NAME")
+    assert sorted(p for p in root.rglob("*")) == before
+    assert not (config.parent / "reports").exists()
+
+
+def test_a_run_given_by_its_folder(area: tuple[Path, Path], tmp_path: Path) -> None:
+    config, root = area
+    folder = tmp_path / "shared" / "m_01"
+    folder.mkdir(parents=True)
+    shutil.move(config.parent / "models" / "m_01.keras", folder / "m_01.keras")
+    result = run("--model", str(folder), "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert (root / "processed" / "classified" / "m_01" / "m_01_change_map.tif").is_file()
+    assert (config.parent / "reports" / "logs_and_plots" / "m_01" / "m_01_change_detection.txt").is_file()
+    assert [p.name for p in folder.iterdir()] == ["m_01.keras"]
+
+
+def test_a_run_with_another_class_table_is_refused(area: tuple[Path, Path], stand_in) -> None:
+    config, root = area
+    loaded = load_config(config)
+    classes = (RecordClass(1, "Forest", "#00aa00"), *(RecordClass(c.id, c.name, c.colour) for c in loaded.classes[1:]))
+    save_run(stand_in, loaded, "m_01", folder=root.parent / "other", classes=classes)
+    before = sorted(p for p in root.rglob("*"))
+    _one_line_error(run("--model", str(root.parent / "other" / "m_01.keras"), "--config", str(config)),
+                    "another class table")
+    assert sorted(p for p in root.rglob("*")) == before
+
+
+def test_a_study_area_without_ground_truth_is_refused(area: tuple[Path, Path]) -> None:
+    config, root = area
+    data = tomllib.loads(config.read_text(encoding="utf-8"))
+    del data["ground_truth"]["file"]
+    data["ground_truth"].pop("attribute", None)
+    no_gt = config.with_name("no_gt.toml")
+    no_gt.write_text(dump_toml(data), encoding="utf-8")
+    before = sorted(p for p in root.rglob("*"))
+    _one_line_error(run("m_01", "--config", str(no_gt)), f"{no_gt} has no ground_truth.file")
     assert sorted(p for p in root.rglob("*")) == before
     assert not (config.parent / "reports").exists()

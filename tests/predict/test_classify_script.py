@@ -1,35 +1,43 @@
-"""The classify.py script on a tiny study area with NEW stacks and a tiny saved U-Net."""
+"""The classify.py script on tiny study areas with NEW stacks and tiny saved runs (U-Nets and stand-ins)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from study_area import dump_toml
+from runs_fixture import save_run, tiny_fcn
+from scene_stacks import TRANSFORM as NEW_AREA_TRANSFORM
+from scene_stacks import write_stack
+from study_area import DELETE, dump_toml
 
+from helpers.config import L1C_BANDS, L2A_BANDS, load_config
 from helpers.paths import REPO_ROOT
+from helpers.run_record import RecordClass
 
 SCRIPT = REPO_ROOT / "src" / "predict" / "classify.py"
 DATES = ("20180330", "20180419", "20180529")
 SHAPE = (100, 90)
 TRANSFORM = Affine(10.0, 0.0, 400070.0, 0.0, -10.0, 5639810.0)
-BANDS = ["B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B09", "B10", "B11", "B12", "B8A"]
+BANDS = list(L1C_BANDS)
 MODEL = "tiny_fcn_01"
 SECOND_RUN = "tiny_fcn_02"
-NARROW_MODEL = "narrow_fcn_01"  # 12 bands: does not match the L1C stacks
+NARROW_MODEL = "narrow_fcn_01"  # 12 bands (its record says so): does not fit the L1C stacks
 
 
 @pytest.fixture(scope="module")
 def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Config, NEW stacks of three dates and two tiny models; returns the config path."""
+    """Config, NEW stacks of three dates and three tiny runs (two fit); returns the config path."""
     root = tmp_path_factory.mktemp("classify")
     data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8"))
     data["paths"] = {"data_root": str(root / "data"), "models_root": str(root / "models"),
@@ -52,24 +60,17 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
             dst.write(stack)
             dst.descriptions = [*BANDS, "area"]
 
-    code = f"""
-import json, sys
-sys.path.insert(0, {str(REPO_ROOT / "src")!r})
-from helpers.config import load_config
-from helpers.models import build_unet
-from helpers.training import compile_model
-config = load_config({str(config_path)!r})
-config.models_root.mkdir(parents=True, exist_ok=True)
-import keras
-keras.utils.set_random_seed(11)
-for name, bands in (({MODEL!r}, 13), ({SECOND_RUN!r}, 13), ({NARROW_MODEL!r}, 12)):
-    model = build_unet(n_bands=bands, n_classes=8, width=0.0625)
-    compile_model(model, config, 1e-3)
-    model.save(config.models_root / f"{{name}}.keras")
-    (config.models_root / f"{{name}}_normalisation.json").write_text(
-        json.dumps({{"mean": [1500.0] * bands, "std": [700.0] * bands}}))
-"""
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=_env())
+    import keras
+
+    from helpers.models import build_unet
+    from helpers.training import compile_model
+
+    config = load_config(config_path)
+    keras.utils.set_random_seed(11)
+    for name, bands in ((MODEL, L1C_BANDS), (SECOND_RUN, L1C_BANDS), (NARROW_MODEL, L1C_BANDS[:-1])):
+        model = build_unet(n_bands=len(bands), n_classes=8, width=0.0625)
+        compile_model(model, config, 1e-3)
+        save_run(model, config, name, mean=[1500.0] * len(bands), std=[700.0] * len(bands), bands=bands)
     return config_path
 
 
@@ -173,10 +174,105 @@ def test_bad_input_is_one_line_and_writes_nothing(area: Path, case: str) -> None
     assert len(lines) == 1 and lines[0].startswith("error:"), result.stderr
     assert "Traceback" not in result.stderr
     expected = {"unknown": "unknown model", "outside": "not a plain name", "missing_date": "08b_process_new_batch",
-                "bands": "do not match"}[case]
+                "bands": "takes 12 bands"}[case]
     assert expected in lines[0]
     if case == "missing_date":
         assert missing.name in lines[0]
     if case in ("unknown", "outside", "bands"):
         assert not out_dir(area, name).exists()
     assert not (area.parent / "x").exists()
+
+
+def _tree(folder: Path) -> dict[Path, tuple[int, int]]:
+    """Every file under a folder with its size and modification time."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def portable_run(area: Path, tmp_path: Path) -> Path:
+    """A copy of the first area's run in a run folder outside any models folder."""
+    folder = tmp_path / "shared_runs" / MODEL
+    folder.mkdir(parents=True)
+    shutil.copy(area.parent / "models" / f"{MODEL}.keras", folder)
+    return folder
+
+
+NEW_DATES = ("20220419", "20220519")
+
+
+@pytest.fixture
+def no_gt_area(write_config: Callable[..., Path]) -> Path:
+    """A second study area with no ground truth: two NEW stacks (bands named as the pipeline names them)."""
+    path = write_config({"ground_truth.file": DELETE, "ground_truth.attribute": DELETE,
+                         "dates": {"new": list(NEW_DATES), "combinations": [list(NEW_DATES)]},
+                         "tiling.tile_size": 32, "tiling.prediction_stride": 16}, name="no_gt.toml")
+    config = load_config(path)
+    assert not config.has_ground_truth
+    rng = np.random.default_rng(5)
+    area = np.zeros((100, 90), dtype=np.uint16)
+    area[10:95, 4:80] = 1
+    for date in NEW_DATES:
+        write_stack(config.merged_path(date, "L1C", "NEW"), rng.integers(500, 3000, size=(13, 100, 90)), area,
+                    [*L1C_BANDS, "area"])
+    return path
+
+
+def test_a_run_folder_from_another_area_classifies_an_area_without_ground_truth(
+        area: Path, portable_run: Path, no_gt_area: Path) -> None:
+    first_area = _tree(area.parent)
+    shared = _tree(portable_run.parent)
+    result = run("--model", str(portable_run), "--config", str(no_gt_area), cwd=no_gt_area.parent)
+    assert result.returncode == 0, result.stderr
+    config = load_config(no_gt_area)
+    folder = config.processed_dir / "classified" / MODEL
+    with rasterio.open(config.merged_path(NEW_DATES[0], "L1C", "NEW")) as src:
+        inside = src.read(14).astype(bool)
+        crs, transform = src.crs, src.transform
+    assert transform == NEW_AREA_TRANSFORM
+    with rasterio.open(folder / f"{MODEL}_combination_0_class.tif") as src:
+        assert (src.crs, src.transform, src.shape) == (crs, transform, inside.shape)
+        classes = src.read(1)
+    with rasterio.open(folder / f"{MODEL}_combination_0_probabilities.tif") as src:
+        assert (src.crs, src.transform, src.count) == (crs, transform, 8)
+        assert list(src.descriptions) == [c.name for c in config.classes]  # the run's class table
+        probabilities = src.read()
+    np.testing.assert_array_equal(classes > 0, inside)  # the maps cover the area, exactly
+    np.testing.assert_array_equal(classes[inside], probabilities[:, inside].argmax(axis=0) + 1)
+    summary = json.loads((folder / f"{MODEL}_classification.json").read_text())
+    assert summary["model_files"] == [str(portable_run / f"{MODEL}.keras")] and summary["level"] == "L1C"
+    assert _tree(area.parent) == first_area, "something was written in the first study area"
+    assert _tree(portable_run.parent) == shared, "something was written beside the model"
+
+
+def _incompatible_run(case: str, area: Path, folder: Path) -> Path:
+    config = load_config(area)
+    if case == "level":
+        return save_run(tiny_fcn(len(L2A_BANDS)), config, "l2a_fcn_01", level="L2A", folder=folder)
+    if case == "bands":
+        return save_run(tiny_fcn(12), config, "narrow_fcn_02", folder=folder, bands=L1C_BANDS[:-1])
+    classes = (RecordClass(1, "Forest", "#00aa00"), *(RecordClass(c.id, c.name, c.colour) for c in config.classes[1:]))
+    return save_run(tiny_fcn(), config, "other_classes_01", folder=folder, classes=classes)
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("level", r"trained on L2A data, the area has L1C stacks"),
+    ("bands", r"takes 12 bands \(B01, .*\), the L1C data of .* have 13"),
+    ("classes", r"another class table than .*\(1, 'Forest'\)"),
+])
+def test_an_incompatible_run_is_one_line_and_writes_nothing(area: Path, tmp_path: Path, case: str,
+                                                            message: str) -> None:
+    model_file = _incompatible_run(case, area, tmp_path / "runs")
+    before = _tree(area.parent)
+    result = run("--model", str(model_file), "--config", str(area))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert _tree(area.parent) == before
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [model_file.name]
+
+
+def test_a_name_or_a_path_but_not_both(area: Path) -> None:
+    for args in ((), (MODEL, "--model", str(area.parent / "models" / f"{MODEL}.keras"))):
+        result = run(*args, "--config", str(area))
+        assert result.returncode == 2 and "give either MODEL_NAME" in result.stderr, result.stderr

@@ -1,27 +1,32 @@
-"""metrics.py and ensemble_avg.py on a tiny demo study area with tiny untrained models."""
+"""metrics.py and ensemble_avg.py on a tiny demo study area with tiny untrained models saved as runs."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from runs_fixture import save_run
+from study_area import dump_toml
 
 from helpers import pipeline
-from helpers.config import Config, load_config
+from helpers.config import L1C_BANDS, Config, load_config
 from helpers.demo_data import generate_demo
 from helpers.errors import run_cli
-from helpers.evaluation import score
+from helpers.evaluation import evaluate_ensemble, get_metrics_and_cm
 from helpers.generators import Normaliser, load_tiles
 from helpers.paths import REPO_ROOT
+from helpers.scoring import score
 from predict import ensemble_avg, metrics
 
 SCRIPTS = REPO_ROOT / "src" / "predict"
-REPORT_FILES = {"metrics.json", "{m}_log.txt", "{m}_confusion_matrix.png", "{m}_confusion_matrix.pdf",
-                "{m}_confusion_matrix_normalised.png", "{m}_confusion_matrix_normalised.pdf"}
+REPORT_FILES = {"metrics{s}.json", "{m}{s}_log.txt", "{m}{s}_confusion_matrix.png", "{m}{s}_confusion_matrix.pdf",
+                "{m}{s}_confusion_matrix_normalised.png", "{m}{s}_confusion_matrix_normalised.pdf"}
 MEAN, STD = [1500.0] * 13, [1000.0] * 13
 MODELS: dict[str, object] = {}
 """The fixture's models in memory (the same weights as the saved files)."""
@@ -45,15 +50,22 @@ def write_config(folder: Path) -> Path:
     return path
 
 
-def _save(model, config: Config, name: str, normalisation: bool = True) -> None:
+def _save(model, config: Config, name: str, bands: tuple[str, ...] = L1C_BANDS) -> None:
     from helpers.training import compile_model
 
     compile_model(model, config, 1e-3)
-    config.models_root.mkdir(parents=True, exist_ok=True)
-    model.save(config.models_root / f"{name}.keras")
+    save_run(model, config, name, mean=MEAN[:len(bands)], std=STD[:len(bands)], bands=bands)
     MODELS[name] = model
-    if normalisation:
-        (config.models_root / f"{name}_normalisation.json").write_text(json.dumps({"mean": MEAN, "std": STD}))
+
+
+def write_no_gt_config(config: Config) -> Path:
+    """A classification-only variant of the area's config (no ground_truth.file), beside it."""
+    data = tomllib.loads(config.source.read_text(encoding="utf-8"))
+    del data["ground_truth"]["file"]
+    data["ground_truth"].pop("attribute", None)
+    path = config.source.with_name("no_gt.toml")
+    path.write_text(dump_toml(data), encoding="utf-8")
+    return path
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +84,8 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Config:
     _save(fcn, config, "baseline_cnn_01")
     _save(build_unet(n_bands=13, n_classes=8, width=0.0625), config, "baseline_cnn_02")
     _save(build_fcn_lstm(fcn, timesteps=len(config.evaluation), tile_size=32), config, "lstm_fixed_seq_01")
-    _save(build_unet(n_bands=12, n_classes=8, width=0.0625), config, "baseline_cnn_09", normalisation=False)
+    _save(build_unet(n_bands=12, n_classes=8, width=0.0625), config, "baseline_cnn_09",
+          bands=tuple(b for b in L1C_BANDS if b != "B10"))
     return config
 
 
@@ -101,10 +114,15 @@ def _report_dir(config: Config, name: str) -> Path:
     return config.reports_root / "logs_and_plots" / name
 
 
-def _check_report(config: Config, name: str) -> dict:
-    folder = _report_dir(config, name)
-    assert {p.name for p in folder.iterdir()} == {f.format(m=name) for f in REPORT_FILES}
-    return json.loads((folder / "metrics.json").read_text())
+def _split_files(name: str, split: str) -> set[str]:
+    return {f.format(m=name, s="" if split == "test" else f"_{split}") for f in REPORT_FILES}
+
+
+def _check_report(config: Config, name: str, split: str = "test") -> dict:
+    found = {p.name for p in _report_dir(config, name).iterdir()}
+    assert _split_files(name, split) <= found <= _split_files(name, "test") | _split_files(name, "valid"), found
+    return json.loads((_report_dir(config, name) / ("metrics.json" if split == "test" else f"metrics_{split}.json"))
+                      .read_text())
 
 
 @pytest.mark.parametrize("cwd", ["root", "predict"])
@@ -124,11 +142,11 @@ def test_script_from_root_and_from_its_folder(area: Config, cwd: str) -> None:
 
 
 def test_in_memory_models_fcn_and_sequence(area: Config) -> None:
-    result = metrics.get_metrics_and_cm("baseline_cnn_02", model=MODELS["baseline_cnn_02"], config=area, say=_quiet)
+    result = get_metrics_and_cm("baseline_cnn_02", model=MODELS["baseline_cnn_02"], config=area, say=_quiet)
     assert result == _check_report(area, "baseline_cnn_02")
-    sequences = metrics.get_metrics_and_cm("lstm_fixed_seq_01", split="valid", model=MODELS["lstm_fixed_seq_01"],
-                                           config=area, say=_quiet)
-    assert _check_report(area, "lstm_fixed_seq_01")["split"] == "valid"
+    sequences = get_metrics_and_cm("lstm_fixed_seq_01", split="valid", model=MODELS["lstm_fixed_seq_01"],
+                                   config=area, say=_quiet)
+    assert _check_report(area, "lstm_fixed_seq_01", "valid")["split"] == "valid"
     sets = [load_tiles(area, d, "valid") for d in area.evaluation]
     common = set.intersection(*(set(t.endings) for t in sets))
     first = sets[0]
@@ -137,7 +155,7 @@ def test_in_memory_models_fcn_and_sequence(area: Config) -> None:
 
 
 def test_ensemble_is_the_mean_softmax(area: Config) -> None:
-    result = ensemble_avg.evaluate_ensemble("baseline_cnn", [1, 2], config=area, say=_quiet)
+    result = evaluate_ensemble("baseline_cnn", [1, 2], config=area, say=_quiet)
     assert result == _check_report(area, "baseline_cnn_ensemble_12")
     truth, p1 = _manual_probabilities(area, "baseline_cnn_01")
     _, p2 = _manual_probabilities(area, "baseline_cnn_02")
@@ -149,7 +167,10 @@ def test_ensemble_is_the_mean_softmax(area: Config) -> None:
 @pytest.mark.parametrize(("module", "argv", "message"), [
     (metrics, ["baseline_cnn_77"], "unknown model"),
     (metrics, ["../x"], "not a plain name"),
-    (metrics, ["baseline_cnn_09"], "12 bands"),
+    (metrics, ["baseline_cnn_09"], "takes 12 bands"),
+    (metrics, [], "give either MODEL_NAME"),
+    (metrics, ["baseline_cnn_01", "--model", "baseline_cnn_01.keras"], "not both"),
+    (metrics, ["--model", "/no/such/run.keras"], "model file not found"),
     (ensemble_avg, ["baseline_cnn", "--runs", "17"], "unknown model"),
     (ensemble_avg, ["../baseline_cnn", "--runs", "1"], "not a plain name"),
 ])
@@ -172,3 +193,51 @@ def test_bad_name_from_the_command_line(area: Config) -> None:
     assert result.returncode == 2
     assert result.stderr.strip().startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_the_validation_split_is_written_beside_the_test_split(area: Config, capsys: pytest.CaptureFixture) -> None:
+    name = "baseline_cnn_02"
+    with pytest.raises(SystemExit) as done:
+        run_cli(metrics.main, [name, "--config", str(area.source)])
+    assert done.value.code == 0
+    folder = _report_dir(area, name)
+    test_files = {p: p.read_bytes() for p in folder.iterdir() if p.name in _split_files(name, "test")}
+    assert {p.name for p in test_files} == _split_files(name, "test")
+    with pytest.raises(SystemExit) as done:
+        run_cli(metrics.main, [name, "--split", "valid", "--config", str(area.source)])
+    assert done.value.code == 0
+    assert {p.name for p in folder.iterdir()} == _split_files(name, "test") | _split_files(name, "valid")
+    assert {p: p.read_bytes() for p in test_files} == test_files, "the test split's reports were rewritten"
+    valid = json.loads((folder / "metrics_valid.json").read_text())
+    assert valid["split"] == "valid" and json.loads(test_files[folder / "metrics.json"])["split"] == "test"
+    assert "split: valid" in (folder / f"{name}_valid_log.txt").read_text()
+    capsys.readouterr()
+
+
+def test_a_model_file_from_elsewhere_is_scored_under_its_run_name(area: Config, tmp_path: Path) -> None:
+    run_folder = tmp_path / "shared" / "portable_fcn_01"
+    run_folder.mkdir(parents=True)
+    shutil.copy(area.models_root / "baseline_cnn_01.keras", run_folder / "portable_fcn_01.keras")
+    with pytest.raises(SystemExit) as done:
+        run_cli(metrics.main, ["--model", str(run_folder), "--config", str(area.source)])
+    assert done.value.code == 0
+    saved = _check_report(area, "portable_fcn_01")
+    assert saved["model"] == "portable_fcn_01"
+    truth, probs = _manual_probabilities(area, "baseline_cnn_01")
+    expected = score(truth, np.argmax(probs, axis=-1) + 1, area.class_ids, [c.name for c in area.classes], 8)
+    assert saved["confusion_matrix"] == expected["confusion_matrix"]
+    assert [p.name for p in run_folder.iterdir()] == ["portable_fcn_01.keras"], "nothing written beside the model"
+
+
+@pytest.mark.parametrize(("module", "argv"), [(metrics, ["baseline_cnn_01"]),
+                                              (ensemble_avg, ["baseline_cnn", "--runs", "12"])])
+def test_a_study_area_without_ground_truth_is_refused(area: Config, capsys: pytest.CaptureFixture, module,
+                                                      argv: list[str]) -> None:
+    config = write_no_gt_config(area)
+    before = sorted(area.reports_root.rglob("*")) if area.reports_root.exists() else []
+    with pytest.raises(SystemExit) as done:
+        run_cli(module.main, [*argv, "--config", str(config)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{config} has no ground_truth.file" in err[0], err
+    assert (sorted(area.reports_root.rglob("*")) if area.reports_root.exists() else []) == before
