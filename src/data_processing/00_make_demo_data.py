@@ -7,7 +7,9 @@ Usage::
 
 Everything goes under ``<data_root>/raw`` of the config. An existing complete demo is left
 alone unless ``--force`` is given; a ``raw/`` folder that this generator did not write is
-never touched.
+never touched, and ``--force`` replaces only the files the generator wrote (files a user added
+to the demo's ``raw/`` are kept and listed). The run holds the study-area lock, so that it
+never regenerates the inputs under a pre-processing run of the same area.
 """
 
 import argparse
@@ -17,9 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from helpers import demo_data
+import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers import demo_data, demo_manifest, locks
 from helpers.config import load_config
-from helpers.errors import InputError, run_cli
+from helpers.errors import InputError, hold_until_exit, run_cli
 
 _CLASS_NAMES = {1: "buildings", 2: "grassland", 3: "forest", 4: "settlement", 5: "farmland", 6: "industry",
                 7: "water", 8: "unclassifiable"}
@@ -32,6 +35,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--size", type=int, default=demo_data.DEFAULT_SIZE,
                         help=f"scene side in 10 m pixels, a multiple of 6 (default {demo_data.DEFAULT_SIZE})")
     parser.add_argument("--force", action="store_true", help="regenerate an existing demo raw/ folder")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is processing this study area, wait for it instead of refusing")
     return parser.parse_args(argv)
 
 
@@ -45,6 +50,9 @@ def _print_summary(summary: demo_data.DemoSummary) -> None:
     print(f"  ground truth: {summary.n_gt_polygons} polygons; {shares}")
     print(f"  AOI covers {summary.aoi_share * 100:.1f} % of the scene; "
           f"{summary.n_true_change_polygons} true-change polygons ({summary.changed_pixels} pixels)")
+    if summary.kept:
+        shown = ", ".join(summary.kept[:5]) + (f" and {len(summary.kept) - 5} more" if len(summary.kept) > 5 else "")
+        print(f"  kept {len(summary.kept)} file(s) in raw/ that the generator did not write: {shown}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -57,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         The exit status (0).
 
     Raises:
-        InputError: For an invalid size or a ``raw/`` folder holding someone else's data.
+        InputError: For an invalid size, a ``raw/`` folder holding someone else's data, or
+            another run holding the study area (without ``--wait``).
     """
     args = _parse(argv)
     config = load_config(args.config)
@@ -65,6 +74,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo_data.check_size(args.size)
     except ValueError as error:
         raise InputError(str(error)) from None
+    had_outputs = config.processed_dir.exists()
+    hold_until_exit(locks.study_area_lock(config.processed_dir, Path(__file__).name, wait=args.wait))
+    demo_manifest.recover(config.raw_dir, demo_data.MARKER_NAME)
     state = demo_data.raw_state(config)
     if state == "foreign":
         raise InputError(f"{config.raw_dir} exists and holds data that the demo generator did not write "
@@ -77,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     summary = demo_data.generate_demo(config, seed=args.seed, size=args.size, overwrite=args.force)
     _print_summary(summary)
-    if args.force and config.processed_dir.exists():
+    if args.force and had_outputs:
         print(f"  note: outputs under {config.processed_dir} come from the previous demo; rerun the steps")
     return 0
 

@@ -1,11 +1,13 @@
-"""Argument parsing shared by the pre-processing scripts."""
+"""Argument parsing shared by the pre-processing scripts, and the study-area lock they all take."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from helpers import locks
 from helpers.config import Config, load_config, normalise_date
-from helpers.errors import ConfigError, InputError
+from helpers.errors import ConfigError, InputError, hold_until_exit
 
 
 def make_parser(description: str, date: bool = False, level: bool = True, use: bool = False,
@@ -34,11 +36,22 @@ def make_parser(description: str, date: bool = False, level: bool = True, use: b
     parser.add_argument("--config", default=None,
                         help="study-area TOML, relative to the repository root (default configs/demo.toml)")
     parser.add_argument("--force", action="store_true", help="redo work whose outputs already exist")
+    parser.add_argument("--wait", action="store_true",
+                        help="if another run is processing this study area, wait for it instead of refusing")
     return parser
 
 
 def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Config]:
-    """Parse arguments, load the config and normalise DATE and LEVEL."""
+    """Parse arguments, load the config, normalise DATE and LEVEL and lock the study area.
+
+    The lock (``<data_root>/processed/.lock``, see :mod:`helpers.locks`) is held until the
+    script's run ends, so that two runs on one study area never write into each other's
+    outputs; a second run refuses with an error naming the holder (or waits with ``--wait``).
+    Partial outputs left by runs that were killed outright are removed once the lock is held.
+
+    Raises:
+        InputError: For a bad DATE or LEVEL, or when another run holds the study area.
+    """
     args = parser.parse_args(argv)
     config = load_config(args.config)
     if getattr(args, "date", None) is not None:
@@ -48,4 +61,9 @@ def parse(parser: argparse.ArgumentParser, argv) -> tuple[argparse.Namespace, Co
             raise InputError(f"argument DATE: {error.reason}") from None
     if hasattr(args, "level"):
         args.level = config.check_level(args.level)
+    hold_until_exit(locks.study_area_lock(config.processed_dir, Path(parser.prog).name,
+                                          wait=getattr(args, "wait", False)))
+    from helpers.io import remove_stale_partials  # not at import: it loads rasterio
+
+    remove_stale_partials(config.processed_dir, depth=2)
     return args, config

@@ -16,14 +16,17 @@ byte-identical files. The output layout under ``<data_root>/raw`` is::
     ground_truth/gt_shapefile/gt.shp            (attribute ATKIS_mod, classes 1..8)
     ground_truth/overallshape/overallshape.shp  (AOI)
     ground_truth/true_changes/true_changes.shp  (old_class, new_class)
-    .demo_complete.json                         (written last; marks a complete demo)
+    .demo_complete.json                         (written last; marks a complete demo, lists its files)
 
 The whole tree is first written into a staging folder next to ``raw/`` and renamed into
 place at the end, so an interrupted run never leaves a ``raw/`` folder that looks complete.
+Regenerating replaces only the files the generator wrote; a user's own files in ``raw/`` are
+carried over (see :mod:`helpers.demo_manifest`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -45,6 +48,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from shapely.geometry import Polygon, shape
 
+from helpers import demo_manifest
 from helpers.config import L1C_BANDS, Config
 from helpers.errors import InputError
 
@@ -157,6 +161,7 @@ class DemoSummary:
         partial_date: The pool date that covers the scene only partly (or None).
         aoi_share: Share of the scene inside the AOI polygon.
         seconds: Wall time of the generation.
+        kept: Files in ``raw/`` that the generator did not write, kept on regeneration.
     """
 
     data_root: Path
@@ -172,6 +177,7 @@ class DemoSummary:
     partial_date: str | None
     aoi_share: float
     seconds: float
+    kept: tuple[str, ...] = ()
 
     @property
     def class_shares(self) -> dict[int, float]:
@@ -1261,10 +1267,11 @@ def generate_demo(config: Config, seed: int = 0, size: int = DEFAULT_SIZE, *,
             paper's eight classes).
         seed: Random seed; the same seed and size give byte-identical files.
         size: Scene side in 10 m pixels; a multiple of 6 (default 648, i.e. 6.48 km).
-        overwrite: Replace an existing demo ``raw/`` folder (one with the completion marker).
+        overwrite: Replace an existing demo ``raw/`` folder (one with the completion marker):
+            the files that the generator wrote are replaced, any other file is kept.
 
     Returns:
-        A summary of what was written.
+        A summary of what was written (``kept`` lists the files that were kept).
 
     Raises:
         ValueError: For an invalid size.
@@ -1273,6 +1280,7 @@ def generate_demo(config: Config, seed: int = 0, size: int = DEFAULT_SIZE, *,
     """
     check_size(size)
     _check_config(config)
+    demo_manifest.recover(config.raw_dir, MARKER_NAME)
     state = raw_state(config)
     if state == "foreign":
         raise InputError(f"{config.raw_dir} holds data that the demo generator did not write "
@@ -1320,12 +1328,9 @@ def generate_demo(config: Config, seed: int = 0, size: int = DEFAULT_SIZE, *,
     (staging / _STAGING_TAG).unlink()
     recorded = {k: v for k, v in summary.to_dict().items() if k not in ("data_root", "seconds")}
     marker = {"generator": "src/data_processing/00_make_demo_data.py", "seed": seed, "size": size,
-              "changes": [asdict(c) for c in scene.changes], "summary": recorded}
+              "changes": [asdict(c) for c in scene.changes], "summary": recorded,
+              demo_manifest.MANIFEST_KEY: demo_manifest.list_files(staging, MARKER_NAME)}
     _atomic_write_bytes(staging / MARKER_NAME, json.dumps(marker, indent=2).encode("utf-8"))
 
-    if raw_state(config) == "demo":
-        shutil.rmtree(config.raw_dir)
-    elif config.raw_dir.is_dir():
-        config.raw_dir.rmdir()  # empty
-    os.replace(staging, config.raw_dir)
-    return summary
+    kept = demo_manifest.swap_in(config.raw_dir, staging, MARKER_NAME)  # a user's extra files stay
+    return dataclasses.replace(summary, kept=tuple(kept))

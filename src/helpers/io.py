@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +18,14 @@ from typing import Any
 
 import numpy as np
 import rasterio
+from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
 from helpers.errors import InputError
+from helpers.faults import PARTIAL_RE, note_raster, rebuild_hint
+
+RASTER_ERRORS: tuple[type[Exception], ...] = (RasterioError, CPLE_BaseError)
+"""What rasterio raises for GDAL failures (``CPLE_*`` errors are not :class:`RasterioError`)."""
 
 GTIFF_PROFILE: dict[str, Any] = {
     "driver": "GTiff",
@@ -37,14 +43,70 @@ GTIFF_PROFILE: dict[str, Any] = {
 
 
 def _partial_name(final: Path) -> Path:
-    return final.with_name(f".{final.name}.{os.getpid()}.partial")
+    """A staging name unique to this process and this call.
+
+    The pid lets :func:`remove_stale_partials` tell a dead writer's leftovers from a live one's;
+    the random token keeps two writers of one process (or a reused pid) from sharing a name. The
+    form is :data:`helpers.faults.PARTIAL_RE`, which error messages use to show the final name.
+    """
+    return final.with_name(f".{final.name}.{os.getpid()}-{secrets.token_hex(4)}.partial")
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | Path, depth: int = 2) -> list[Path]:
+    """Remove the temporary files and folders of :func:`atomic_path` left by dead processes.
+
+    A writer killed outright (SIGKILL, power loss) cannot clean up; its partials would pile up
+    and waste space. Only names carrying the pid of a process that no longer exists on this
+    machine are removed, so a concurrent live writer is never disturbed. The walk is bounded
+    (``folder`` and ``depth`` levels of sub-folders, partial folders not entered), so that it
+    stays cheap next to folders of many thousands of tiles.
+
+    Args:
+        folder: Where to look.
+        depth: How many levels of sub-folders to visit below ``folder``.
+
+    Returns:
+        The removed paths.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing or unreadable: nothing to clean
+        return removed
+    for entry in entries:
+        match = PARTIAL_RE.match(entry.name)
+        if match and not _pid_alive(int(match["pid"])):
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(path)
+        elif depth > 0 and not match and entry.is_dir(follow_symlinks=False):
+            removed += remove_stale_partials(entry.path, depth - 1)
+    return removed
 
 
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it to ``final`` on success.
 
-    On any exception the temporary file (or folder) is removed and ``final`` is untouched.
+    On any exception the temporary file (or folder) is removed and ``final`` is untouched;
+    scripts run under :func:`helpers.errors.run_cli` turn SIGTERM into such an exception too.
+    The temporary name is unique per process and per call, so two writers of one file never
+    share it (the last rename wins, and each result is complete).
 
     Args:
         final: Destination path.
@@ -94,10 +156,13 @@ def open_raster(path: str | Path) -> Iterator[rasterio.DatasetReader]:
         raise InputError(f"{name}: file not found")
     try:
         dataset = rasterio.open(name)
-    except RasterioError as error:
-        raise InputError(f"{name}: not a readable raster ({_first_line(error)})") from None
+    except RASTER_ERRORS as error:
+        raise InputError(f"{name}: not a readable raster ({_first_line(error)}){_hint(name)}") from None
     try:
         yield dataset
+    except RASTER_ERRORS as error:  # a damaged block read inside the caller's ``with``: name the file
+        note_raster(error, name)
+        raise
     finally:
         dataset.close()
 
@@ -115,8 +180,8 @@ def read_raster(path: str | Path, band: int | None = None) -> tuple[np.ndarray, 
     with open_raster(path) as src:
         try:
             data = src.read(band) if band is not None else src.read()
-        except RasterioError as error:
-            raise InputError(f"{path}: corrupt raster data ({_first_line(error)})") from None
+        except RASTER_ERRORS as error:
+            raise InputError(f"{path}: corrupt raster data ({_first_line(error)}){_hint(path)}") from None
         return data, dict(src.profile)
 
 
@@ -152,13 +217,17 @@ def create_raster(path: str | Path, shape: tuple[int, int], count: int, dtype: s
     Yields:
         The open dataset (written under a temporary name; on an exception it is removed).
     """
-    with atomic_path(path) as tmp, rasterio.open(tmp, "w", **raster_profile(shape, count, dtype, profile)) as dst:
-        if descriptions:
-            for i, text in enumerate(descriptions, start=1):
-                dst.set_band_description(i, text)
-        if tags:
-            dst.update_tags(**{k: str(v) for k, v in tags.items()})
-        yield dst
+    try:
+        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **raster_profile(shape, count, dtype, profile)) as dst:
+            if descriptions:
+                for i, text in enumerate(descriptions, start=1):
+                    dst.set_band_description(i, text)
+            if tags:
+                dst.update_tags(**{k: str(v) for k, v in tags.items()})
+            yield dst
+    except RASTER_ERRORS as error:  # e.g. a full disk: name the destination, not the temporary name
+        note_raster(error, path, writing=True)
+        raise
 
 
 def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], descriptions: list[str] | None = None,
@@ -175,6 +244,11 @@ def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], de
     array = data[np.newaxis] if data.ndim == 2 else data
     with create_raster(path, array.shape[1:], array.shape[0], array.dtype.name, profile, descriptions, tags) as dst:
         dst.write(array)
+
+
+def _hint(path: str | Path) -> str:
+    hint = rebuild_hint(path)
+    return f"; {hint}" if hint else ""
 
 
 def _first_line(error: BaseException) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 import rasterio
 from rasterio import features
 
-from helpers import demo_data
+from helpers import demo_data, demo_manifest
 from helpers.config import L1C_BANDS, Config, load_config
 from helpers.errors import InputError
 
@@ -312,3 +313,81 @@ def test_script_refuses_foreign_raw_folder(tmp_path: Path) -> None:
 
     result = _run("--config", str(config_path), "--size", "160")
     assert result.returncode == 2 and result.stderr.startswith("error:") and "multiple of 6" in result.stderr
+
+
+# ---------------------------------------------------------------------- files a user added (issue 10.5)
+def test_force_keeps_files_the_generator_did_not_write(tmp_path: Path) -> None:
+    config_path = _write_config(tmp_path, tmp_path / "root")
+    raw = tmp_path / "root" / "raw"
+    assert _run("--config", str(config_path), "--size", str(SIZE)).returncode == 0
+    marker = json.loads((raw / demo_data.MARKER_NAME).read_text())
+    generated = _tree_digest(raw)
+    assert sorted(marker["files"]) == sorted(k for k in generated if k != demo_data.MARKER_NAME)
+    notes = raw / "notes.txt"
+    notes.write_text("my field notes")
+    own_product = raw / "sentinel" / "level_L1C" / "my_scene" / "readme.md"
+    own_product.parent.mkdir()
+    own_product.write_text("a product of my own")
+
+    result = _run("--config", str(config_path), "--size", str(SIZE), "--force")
+    assert result.returncode == 0, result.stderr
+    assert ("kept 2 file(s) in raw/ that the generator did not write: notes.txt, "
+            "sentinel/level_L1C/my_scene/readme.md") in result.stdout
+    assert notes.read_text() == "my field notes" and own_product.read_text() == "a product of my own"
+    after = _tree_digest(raw)
+    assert {k: v for k, v in after.items() if k not in ("notes.txt", "sentinel/level_L1C/my_scene/readme.md")} \
+        == generated
+    assert sorted(p.name for p in (tmp_path / "root").iterdir()) == ["raw"]  # no staging, no previous, no lock
+
+
+def _fake_demo(folder: Path, files: dict[str, str], listed: list[str] | None) -> Path:
+    """A folder looking like a demo raw/ (marker last), with a manifest unless ``listed`` is None."""
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    marker = {"seed": 0} if listed is None else {"seed": 0, demo_manifest.MANIFEST_KEY: listed}
+    (folder / demo_data.MARKER_NAME).write_text(json.dumps(marker))
+    return folder
+
+
+def test_swap_in_keeps_extras_and_refuses_a_clash(tmp_path: Path) -> None:
+    raw = _fake_demo(tmp_path / "raw", {"a.txt": "old", "mine.txt": "user"}, ["a.txt"])
+    staging = _fake_demo(tmp_path / "staging", {"a.txt": "new", "b.txt": "new"}, ["a.txt", "b.txt"])
+    assert demo_manifest.swap_in(raw, staging, demo_data.MARKER_NAME) == ["mine.txt"]
+    assert {p: (raw / p).read_text() for p in ("a.txt", "b.txt", "mine.txt")} == {
+        "a.txt": "new", "b.txt": "new", "mine.txt": "user"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
+
+    staging = _fake_demo(tmp_path / "staging", {"a.txt": "newer", "mine.txt": "generated"}, ["a.txt", "mine.txt"])
+    before = _tree_digest(raw)
+    with pytest.raises(InputError, match=re.escape(f"{raw / 'mine.txt'}: not written by the demo generator, "
+                                                   "but the new demo writes a file there")):
+        demo_manifest.swap_in(raw, staging, demo_data.MARKER_NAME)
+    assert _tree_digest(raw) == before and not staging.exists()
+
+
+def test_marker_without_manifest_keeps_every_doubtful_file(tmp_path: Path) -> None:
+    raw = _fake_demo(tmp_path / "raw", {"a.txt": "old", "gone.txt": "old demo file?"}, None)
+    staging = _fake_demo(tmp_path / "staging", {"a.txt": "new"}, ["a.txt"])
+    assert demo_manifest.swap_in(raw, staging, demo_data.MARKER_NAME) == ["gone.txt"]
+    assert (raw / "gone.txt").read_text() == "old demo file?" and (raw / "a.txt").read_text() == "new"
+
+
+def test_interrupted_swap_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    raw, previous = tmp_path / "raw", tmp_path / demo_manifest.PREVIOUS_NAME
+    _fake_demo(previous, {"a.txt": "old"}, ["a.txt"])  # stopped between the two renames
+    demo_manifest.recover(raw, demo_data.MARKER_NAME)
+    assert (raw / "a.txt").read_text() == "old" and not previous.exists()
+
+    raw.rename(previous)  # stopped while moving the user's files back into the new demo
+    (previous / "mine.txt").write_text("user")
+    _fake_demo(raw, {"a.txt": "new"}, ["a.txt"])
+    demo_manifest.recover(raw, demo_data.MARKER_NAME)
+    assert {p.name: p.read_text() for p in raw.iterdir() if p.name != demo_data.MARKER_NAME} == {
+        "a.txt": "new", "mine.txt": "user"}
+    assert not previous.exists()
+
+    _fake_demo(previous, {"a.txt": "old"}, ["a.txt"])
+    (raw / demo_data.MARKER_NAME).unlink()  # raw/ is no demo: nothing is moved, the user decides
+    with pytest.raises(InputError, match=re.escape(f"{previous}: left by an interrupted demo regeneration")):
+        demo_manifest.recover(raw, demo_data.MARKER_NAME)

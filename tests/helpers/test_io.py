@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 
 from helpers.errors import InputError
+from helpers.faults import final_of_partial
 from helpers.io import atomic_path, open_raster, read_raster, write_json_atomic, write_raster, write_text_atomic
 
 PROFILE = {"crs": "EPSG:32633", "transform": Affine(10.0, 0.0, 400020.0, 0.0, -10.0, 5639940.0)}
@@ -120,3 +121,23 @@ def test_truncated_raster_is_named(tmp_path: Path) -> None:
     path.write_bytes(content[: len(content) // 2])
     with pytest.raises(InputError, match=re.escape(f"{path}: ") + "(corrupt raster data|not a readable raster)"):
         read_raster(path)
+
+
+def test_damaged_intermediate_names_the_step_that_rebuilds_it(tmp_path: Path) -> None:
+    path = tmp_path / "processed" / "sentinel" / "20160403_L1C_all_bands.tif"
+    write_raster(path, np.random.default_rng(0).integers(0, 60000, (4, 600, 600), dtype=np.uint16), PROFILE)
+    content = bytearray(path.read_bytes())  # 20 KB overwritten inside the stack, as in the audit
+    content[len(content) // 2:len(content) // 2 + 20_000] = np.random.default_rng(7).bytes(20_000)
+    path.write_bytes(bytes(content))
+    with pytest.raises(InputError, match=re.escape(f"{path}: corrupt raster data (") + r".*"
+                       + re.escape("); rebuild it with 01_clip_sentinel.py 20160403 L1C --force")):
+        read_raster(path)
+
+
+def test_partial_names_map_back_to_the_destination(tmp_path: Path) -> None:
+    with atomic_path(tmp_path / "gt.tif") as partial:
+        assert final_of_partial(partial) == tmp_path / "gt.tif"
+        assert final_of_partial(partial.with_name(partial.name + ".aux.xml")) == tmp_path / "gt.tif"
+        partial.write_text("x")
+    assert final_of_partial(tmp_path / "gt.tif") is None
+    assert final_of_partial(tmp_path / ".gt.tif.1234.partial") == tmp_path / "gt.tif"  # the older form
