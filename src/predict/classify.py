@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
 from helpers.config import load_config
 from helpers.errors import InputError, run_cli
 from helpers.run_record import add_model_arguments, model_spec
