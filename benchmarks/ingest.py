@@ -6,8 +6,12 @@ EPSG:32633, upper-left corner (399960, 5600040), written window by window so the
 stays small in memory. Then it calls the library as step 01 does (``open_product``,
 ``grid_from_bounds`` on the AOI, ``ingest_product``) with an AOI covering the whole tile, in a
 fresh child process, and reports wall time, peak RSS, output size and a nearest-neighbour spot
-check. For comparison it measures a plain re-creation of the original's approach to memory:
-every band read whole, repeated to 10 m with ``np.repeat`` and stacked as float64.
+check. The same product is also zipped as a ``.SAFE`` (deflate, level 1; like ESA's zips of JP2
+files the members barely shrink) and ingested from the zip in place, and the time of the
+integrity checks inside that ingest is measured: the CRC-32 of every zip member used (streamed
+once before ``/vsizip/`` reads it), the GDAL decoder-message checks around every band read, and
+the band-extent check. For comparison it measures a plain re-creation of the original's approach
+to memory: every band read whole, repeated to 10 m with ``np.repeat`` and stacked as float64.
 
 Usage:
     python benchmarks/ingest.py [--quick] [--workdir DIR] [--compress {deflate,none}]
@@ -17,10 +21,15 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
+import time
+import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +51,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import box
 
+from helpers import sentinel
 from helpers.config import L1C_BANDS
 from helpers.grid import grid_from_bounds
 from helpers.sentinel import ingest_product, open_product
@@ -63,6 +73,8 @@ ORIGINAL_CROP = 3660
 """Side of the crop the original's approach runs on in the full run (its whole tile needs ~12 GB)."""
 LIMIT_MB = 2048
 """The memory target of ingestion: peak RSS under 2 GB."""
+CHECKS_LIMIT = 0.15
+"""The integrity checks may take at most this share of the ingest wall time."""
 SPOT_CHECKS = 25
 """Random pixels compared per band (plus the four corners)."""
 
@@ -107,6 +119,24 @@ def generate_product(folder: Path, size: int, compress: str, seed: int = 2020061
     return product
 
 
+def zip_safe(product_dir: Path, folder: Path) -> Path:
+    """Zip the band files as ``<name>.SAFE/GRANULE/<granule>/IMG_DATA/<file>`` (deflate, level 1).
+
+    Args:
+        product_dir: The generated band folder.
+        folder: Where the zip goes.
+
+    Returns:
+        The zip file.
+    """
+    archive = folder / f"{PRODUCT_NAME}.zip"
+    img_data = f"{PRODUCT_NAME}.SAFE/GRANULE/L1C_T33UUU_A026952_20200612T100559/IMG_DATA"
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zipped:
+        for path in sorted(product_dir.glob("*.tif")):
+            zipped.write(path, f"{img_data}/{path.name}")
+    return archive
+
+
 def tile_bounds(size: int) -> tuple[float, float, float, float]:
     """(left, bottom, right, top) of the tile."""
     return ORIGIN[0], ORIGIN[1] - size * 10, ORIGIN[0] + size * 10, ORIGIN[1]
@@ -121,6 +151,75 @@ def ours_ingest(product_dir: Path, bounds: tuple[float, float, float, float], ou
     tags = ingest_product(product, L1C_BANDS, grid, aoi, out_path)
     return {"width": grid.width, "height": grid.height, "tags": tags,
             "gdal_cachemax": os.environ.get("GDAL_CACHEMAX", "default")}
+
+
+def _timer(spent: dict[str, float], key: str, func: Callable[..., Any]) -> Callable[..., Any]:
+    """``func``, adding its wall time to ``spent[key]`` on every call."""
+
+    def call(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return func(*args)
+        finally:
+            spent[key] += time.perf_counter() - started
+
+    return call
+
+
+@contextlib.contextmanager
+def _timed_checks() -> Iterator[dict[str, float]]:
+    """Time the integrity checks that ``ingest_product`` runs, by wrapping them where it looks them up.
+
+    ``crc``: :func:`helpers.sentinel.verify_product` (the zip members' CRC-32); ``decoder``: the
+    GDAL message collector (attaching it, and its ``take``/``raise_for`` around every band read);
+    ``extents``: :func:`helpers.product_checks.check_band_extents`.
+    """
+    spent = {"crc": 0.0, "decoder": 0.0, "extents": 0.0, "crc_members": 0, "crc_mb": 0.0}
+    verify, collect, extents = sentinel.verify_product, sentinel.collect_gdal_messages, sentinel.check_band_extents
+
+    def counted_verify(*args: Any) -> Any:
+        check = verify(*args)
+        spent["crc_members"] += check.members
+        spent["crc_mb"] += check.compressed_bytes / MB
+        return check
+
+    @contextlib.contextmanager
+    def timed_collect() -> Iterator[Any]:
+        started = time.perf_counter()
+        with collect() as messages:
+            spent["decoder"] += time.perf_counter() - started
+            messages.take = _timer(spent, "decoder", messages.take)
+            messages.raise_for = _timer(spent, "decoder", messages.raise_for)
+            yield messages
+            started = time.perf_counter()
+        spent["decoder"] += time.perf_counter() - started
+
+    sentinel.verify_product = _timer(spent, "crc", counted_verify)
+    sentinel.collect_gdal_messages = timed_collect
+    sentinel.check_band_extents = _timer(spent, "extents", extents)
+    try:
+        yield spent
+    finally:
+        sentinel.verify_product, sentinel.collect_gdal_messages, sentinel.check_band_extents = verify, collect, extents
+
+
+def ours_checked_ingest(product_path: Path, bounds: tuple[float, float, float, float], out_path: Path) -> dict:
+    """Step 01's calls (:func:`ours_ingest`) with the time of the integrity checks inside them."""
+    with _timed_checks() as spent:
+        result = ours_ingest(product_path, bounds, out_path)
+    return {**result, "checks": spent}
+
+
+def same_pixels(first: Path, second: Path, block_rows: int = 1024) -> bool:
+    """True if two stacks hold the same pixels (read block by block)."""
+    with rasterio.open(first) as a, rasterio.open(second) as b:
+        if (a.count, a.height, a.width) != (b.count, b.height, b.width):
+            return False
+        for row in range(0, a.height, block_rows):
+            window = Window(0, row, a.width, min(block_rows, a.height - row))
+            if not np.array_equal(a.read(window=window), b.read(window=window)):
+                return False
+    return True
 
 
 # ---------------------------------------------------------------------- original (plain re-creation)
@@ -211,27 +310,36 @@ def main(argv: list[str] | None = None) -> int:
                   else f"GDAL default, 5 % of RAM = {0.05 * ram:.0f} MB" if ram else "GDAL default")
 
     with work_folder(args.workdir, "bench_ingest_") as folder:
-        settings = {"size": size, "compress": args.compress, "generator": 1}
+        settings = {"size": size, "compress": args.compress, "generator": 2}
         marker = folder / "product_settings.json"
         product_dir = folder / PRODUCT_NAME
-        if marker.exists() and json.loads(marker.read_text()) == settings and product_dir.is_dir():
-            gen_s = 0.0
-            print(f"Reusing the generated product in {product_dir}")
+        archive = folder / f"{PRODUCT_NAME}.zip"
+        if (marker.exists() and json.loads(marker.read_text()) == settings and product_dir.is_dir()
+                and archive.is_file()):
+            gen_s = zip_s = 0.0
+            print(f"Reusing the generated product in {product_dir} and its zip")
         else:
             marker.unlink(missing_ok=True)
             product_dir, gen_s = timed(generate_product, folder, size, args.compress)
+            archive, zip_s = timed(zip_safe, product_dir, folder)
             marker.write_text(json.dumps(settings))
         source_mb = folder_size_mb(product_dir)
+        zip_mb = archive.stat().st_size / MB
         print(f"Tile {size}x{size} px at 10 m, 13 bands at native resolution (uint16, tiled 256x256, "
               f"{'deflate level 1 + predictor' if args.compress == 'deflate' else 'no compression'}): "
-              f"{source_mb:.0f} MB, generated in {fmt_seconds(gen_s)}; GDAL cache: {cache_text}")
+              f"{source_mb:.0f} MB, generated in {fmt_seconds(gen_s)}; zipped as a .SAFE (deflate level 1): "
+              f"{zip_mb:.0f} MB in {fmt_seconds(zip_s)}; GDAL cache: {cache_text}")
 
         out_path = folder / "out" / f"{PRODUCT_NAME}_L1C.tif"
         out_path.unlink(missing_ok=True)
-        ours = measure_in_child(ours_ingest, product_dir, tile_bounds(size), out_path)
+        ours = measure_in_child(ours_checked_ingest, product_dir, tile_bounds(size), out_path)
         out_mb = out_path.stat().st_size / MB
         checks, check_s = timed(spot_check, product_dir, out_path, size)
         spot_ok = all(checks.values())
+        zip_out = folder / "out" / f"{PRODUCT_NAME}_L1C_from_zip.tif"
+        zip_out.unlink(missing_ok=True)
+        zipped = measure_in_child(ours_checked_ingest, archive, tile_bounds(size), zip_out)
+        zip_same = same_pixels(out_path, zip_out)
 
         crop = None if args.quick else ORIGINAL_CROP
         original = measure_in_child(original_stack, product_dir, crop)
@@ -240,21 +348,41 @@ def main(argv: list[str] | None = None) -> int:
         original_s_est = original.seconds * scale
         full_stack_mb = len(L1C_BANDS) * size * size * 8 / MB
 
-    under = ours.peak_mb < LIMIT_MB
+    under = max(ours.peak_mb, zipped.peak_mb) < LIMIT_MB
     label = "measured" if crop is None else f"est.: {crop}x{crop} crop x {scale:.0f}"
+    folder_checks, zip_checks = ours.value["checks"], zipped.value["checks"]
+    folder_checks_s = folder_checks["decoder"] + folder_checks["extents"]
+    zip_checks_s = zip_checks["crc"] + zip_checks["decoder"] + zip_checks["extents"]
+    folder_share, zip_share = folder_checks_s / ours.seconds, zip_checks_s / zipped.seconds
+    checks_ok = max(folder_share, zip_share) < CHECKS_LIMIT
+
+    def share(seconds: float, total: float) -> str:
+        return f"{fmt_seconds(seconds)} ({100 * seconds / total:.1f} %)"
+
     print()
     print_table(
-        ["ingest of one tile", "ours (ingest_product)", f"original re-creation ({label})"],
+        ["ingest of one tile", "ours (band folder)", "ours (zipped .SAFE, in place)",
+         f"original re-creation ({label})"],
         [
-            ["wall time", fmt_seconds(ours.seconds), fmt_seconds(original_s_est)],
-            ["peak RSS", f"{ours.peak_mb:,.0f} MB", f"{original_peak_est:,.0f} MB"],
-            ["  of which before the call", f"{ours.start_mb:,.0f} MB", f"{original.start_mb:,.0f} MB"],
-            ["output", f"uint16 GeoTIFF, {out_mb:,.0f} MB on disk", f"float64 array, {full_stack_mb:,.0f} MB"],
+            ["wall time", fmt_seconds(ours.seconds), fmt_seconds(zipped.seconds), fmt_seconds(original_s_est)],
+            ["  zip CRC-32 check", "-", share(zip_checks["crc"], zipped.seconds), "-"],
+            ["  GDAL decoder-message check", share(folder_checks["decoder"], ours.seconds),
+             share(zip_checks["decoder"], zipped.seconds), "-"],
+            ["  band-extent check", share(folder_checks["extents"], ours.seconds),
+             share(zip_checks["extents"], zipped.seconds), "-"],
+            ["  integrity checks in all", share(folder_checks_s, ours.seconds), share(zip_checks_s, zipped.seconds),
+             "-"],
+            ["peak RSS", f"{ours.peak_mb:,.0f} MB", f"{zipped.peak_mb:,.0f} MB", f"{original_peak_est:,.0f} MB"],
+            ["  of which before the call", f"{ours.start_mb:,.0f} MB", f"{zipped.start_mb:,.0f} MB",
+             f"{original.start_mb:,.0f} MB"],
+            ["output", f"uint16 GeoTIFF, {out_mb:,.0f} MB on disk", "the same pixels" if zip_same else "DIFFERENT",
+             f"float64 array, {full_stack_mb:,.0f} MB"],
         ],
     )
     print()
-    print(f"ours: {ours.value['width']}x{ours.value['height']} px x 13 bands, in a child process; wall time from "
-          f"open_product to the renamed output file (the child's start-up and imports not counted)")
+    print(f"ours: {ours.value['width']}x{ours.value['height']} px x 13 bands, each in a child process; wall time "
+          f"from open_product to the renamed output file (the child's start-up and imports not counted), the "
+          f"integrity checks included")
     if crop is None:
         print("original: read + np.repeat + float64 stack of the whole tile, measured in a child process "
               "(writing not included)")
@@ -266,9 +394,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"spot check, output = nearest-neighbour source pixel ({SPOT_CHECKS + 4} pixels per band, and a 64x64 "
           f"window of B05 at 20 m): {spot_ok} ({fmt_seconds(check_s)})"
           + ("" if spot_ok else f"  failed: {', '.join(k for k, v in checks.items() if not v)}"))
-    print(f"peak memory under 2 GB: {under}")
+    print(f"zip CRC-32 check: {int(zip_checks['crc_members'])} members, {zip_checks['crc_mb']:,.0f} MB in the zip, "
+          f"streamed once with zipfile before /vsizip/ reads them; the share is of each ingest's wall time")
+    print(f"peak memory under 2 GB: {under}; integrity checks under {100 * CHECKS_LIMIT:.0f} % of the wall time: "
+          f"{checks_ok}")
     print(result_line({
         "ingest_s": ours.seconds,
+        "zip_ingest_s": zipped.seconds,
+        "crc_check_s": zip_checks["crc"],
+        "crc_share": zip_checks["crc"] / zipped.seconds,
+        "decoder_check_s": zip_checks["decoder"],
+        "extent_check_s": zip_checks["extents"],
+        "checks_share": zip_share,
+        "checks_share_folder": folder_share,
+        "checks_under_15pct": checks_ok,
+        "zip_same": zip_same,
+        "zip_peak_mb": zipped.peak_mb,
         "peak_mb": ours.peak_mb,
         "under_2gb": under,
         "output_mb": out_mb,
@@ -281,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
         "compress": args.compress,
         "gdal_cachemax": args.gdal_cachemax if args.gdal_cachemax is not None else "default",
     }))
-    return 0 if spot_ok else 1
+    return 0 if spot_ok and zip_same and checks_ok else 1
 
 
 if __name__ == "__main__":

@@ -20,7 +20,9 @@ from __future__ import annotations
 import copy
 import json
 import shutil
+import struct
 import tomllib
+import zipfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,6 +435,49 @@ def zip_product(safe: Path) -> Path:
     archive = shutil.make_archive(str(safe.with_suffix("")), "zip", root_dir=safe.parent, base_dir=safe.name)
     shutil.rmtree(safe)
     return Path(archive)
+
+
+def zip_product_stored(safe: Path) -> Path:
+    """Like :func:`zip_product`, but every member stored uncompressed (as deflate stores JP2 data it
+    cannot shrink): damaged bytes in a member then decode without any error from GDAL."""
+    archive = safe.with_suffix(".zip")
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zipped:
+        for path in sorted(safe.rglob("*")):
+            zipped.write(path, path.relative_to(safe.parent).as_posix())
+    shutil.rmtree(safe)
+    return archive
+
+
+def damage_zip_member(archive: Path, name_suffix: str, count: int = 3000) -> str:
+    """Zero ``count`` bytes in the middle of a zip member's data (its CRC-32 no longer matches).
+
+    The zip's directory stays intact, so the archive opens and the member is found.
+
+    Args:
+        archive: The zip file (rewritten in place).
+        name_suffix: End of the member's name, e.g. ``_B03.jp2``.
+        count: Bytes to zero (at most the member's stored size).
+
+    Returns:
+        The member's name.
+    """
+    with zipfile.ZipFile(archive) as zipped:
+        info = next(i for i in zipped.infolist() if i.filename.endswith(name_suffix))
+    data = bytearray(archive.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+    start = info.header_offset + 30 + name_length + extra_length
+    count = min(count, info.compress_size)
+    middle = start + (info.compress_size - count) // 2
+    data[middle:middle + count] = bytes(count)
+    archive.write_bytes(bytes(data))
+    return info.filename
+
+
+def zero_bytes(path: Path, start: int, count: int) -> None:
+    """Overwrite ``count`` bytes of a file with zeros from ``start`` (the file keeps its size)."""
+    data = bytearray(path.read_bytes())
+    data[start:start + count] = bytes(count)
+    path.write_bytes(bytes(data))
 
 
 def write_vector(path: Path, geometries: list[BaseGeometry], crs: str | None = CRS, **columns: list[Any]) -> Path:

@@ -56,11 +56,12 @@ from helpers.pipeline_tiles import (
     windows_fingerprint,
 )
 from helpers.sentinel import declare_baseline, find_product, ingest_product, open_product, unknown_baseline_warning
-from helpers.vector import read_area_of_interest
+from helpers.tiling import check_tile_fits
+from helpers.vector import check_vector_file, read_area_of_interest
 
 __all__ = [
-    "Say", "StepResult", "clip_sentinel", "create_area_tif", "full_pipeline", "is_date_complete", "merge_tifs",
-    "prepare_ground_truth", "process_batch", "rasterize_shapefile", "read_split", "read_tile_endings",
+    "Say", "StepResult", "check_run_inputs", "clip_sentinel", "create_area_tif", "full_pipeline", "is_date_complete",
+    "merge_tifs", "prepare_ground_truth", "process_batch", "rasterize_shapefile", "read_split", "read_tile_endings",
     "reference_selection", "restrict_water_area", "save_all_tile_filenames", "split_into_tiles", "study_area",
     "subset_split",
 ]
@@ -104,6 +105,9 @@ def clip_sentinel(config: Config, date: str, level: str | None = None, force: bo
     if warning:
         say(f"  {warning}")
         summary += "; baseline unknown after 2022-01-25: +1000 offset kept"
+    covered = float(tags["AOI_COVERED"])
+    if covered < 1 - 0.5 / (grid.width * grid.height):  # more than half a pixel of the AOI outside the product
+        summary += f"; the product covers {100 * covered:.1f} % of the AOI, the rest is no data (0)"
     say(f"  wrote {summary}")
     return StepResult(out, False, summary)
 
@@ -305,6 +309,39 @@ def merge_tifs(config: Config, date: str, level: str | None, use: str, force: bo
 
 
 # ---------------------------------------------------------------------- drivers 07 / 08a / 08b
+def shared_dates(config: Config) -> list[str]:
+    """The dates whose scenes the shared products need: the NDWI pool and the reference (no GT: the reference)."""
+    return sorted({*config.water_dates, config.reference} if config.has_ground_truth else {config.reference})
+
+
+def check_run_inputs(config: Config, dates: Sequence[str], level: str) -> None:
+    """What a driver (07, 08a, 08b) checks before its first write, so that it never stops half-way.
+
+    Every date's product must exist with all bands of the level (its metadata readable), the AOI
+    must be readable and its scene hold at least one tile, and the GT and extra AOI files must be
+    present and intact (their Shapefile structure; their content is checked by the step that
+    reads it). Zip CRCs and band pixels
+    are checked when step 01 reads them.
+
+    Args:
+        config: The study area.
+        dates: Every date the run will ingest (its own and the shared products').
+        level: The processing level.
+
+    Raises:
+        InputError: For the first missing or damaged input.
+    """
+    bands = config.bands(level)
+    for date in sorted(set(dates)):
+        open_product(find_product(config.raw_sentinel_dir(level), date), bands)
+    _, grid = study_area(config)
+    check_tile_fits(grid.height, grid.width, config.tile_size, "tiling.tile_size", config.source, config.aoi_file)
+    for path in config.extra_aoi_files:
+        check_vector_file(path, "extra AOI")
+    if config.has_ground_truth:
+        check_vector_file(config.gt_file, "ground truth")
+
+
 def prepare_ground_truth(config: Config, level: str | None = None, force: bool = False, say: Say = print_line,
                          progress: bool = False, method: str | None = None) -> frozenset[str]:
     """The shared products: steps 01 (NDWI dates and reference), 02, 02b, 03, 05b and the split.
@@ -317,8 +354,7 @@ def prepare_ground_truth(config: Config, level: str | None = None, force: bool =
     """
     level = config.check_level(level)
     clipped = set()
-    dates = {*config.water_dates, config.reference} if config.has_ground_truth else {config.reference}
-    for date in sorted(dates):
+    for date in shared_dates(config):
         if not clip_sentinel(config, date, level, force, say, progress).skipped:
             clipped.add(date)
     if config.has_ground_truth:
@@ -350,6 +386,10 @@ def full_pipeline(config: Config, date: str, level: str | None, use: str, force:
                   fresh: frozenset[str] = frozenset()) -> None:
     """Step 07: 01 -> 04 -> 05 for one date, preparing the shared products first if needed.
 
+    Its inputs (the date's product and those of the shared products, the AOI, the GT) are
+    checked before the first write (:func:`check_run_inputs`), so that a missing product does
+    not stop the run after the shared products were written.
+
     Args:
         fresh: Dates whose scenes were written moments ago (not clipped again under ``force``).
     """
@@ -358,6 +398,7 @@ def full_pipeline(config: Config, date: str, level: str | None, use: str, force:
     if use == "TRAIN":
         need_ground_truth(config, "step 07 TRAIN")
     if not prepared:
+        check_run_inputs(config, [*shared_dates(config), date], level)
         fresh = fresh | prepare_ground_truth(config, level, False, say, progress, method)
     clip_sentinel(config, date, level, force and date not in fresh, say, progress)
     merge_tifs(config, date, level, use, force, say)
@@ -368,6 +409,9 @@ def process_batch(config: Config, dates: Sequence[str], level: str | None, use: 
                   say: Say = print_line, method: str | None = None) -> list[str]:
     """Steps 08a (TRAIN, the training pool) and 08b (NEW, the new dates): every date, skipping up-to-date ones.
 
+    Every date's product (and the AOI and GT) is checked before the first write
+    (:func:`check_run_inputs`), so a missing product does not stop the batch half-way.
+
     Returns:
         The dates that were processed (not skipped).
     """
@@ -377,6 +421,7 @@ def process_batch(config: Config, dates: Sequence[str], level: str | None, use: 
         need_ground_truth(config, "step 08a")
     if not dates:
         raise InputError(f"{config.source}: no dates configured for {use}")
+    check_run_inputs(config, [*shared_dates(config), *dates], level)
     # the shared products belong to the training side: 08b --force redoes only its own dates, unless
     # there is no training side (no GT: the area mask is made from the first new date)
     shared_force = force and (use == "TRAIN" or not config.has_ground_truth)

@@ -6,10 +6,12 @@ Each step skips its work only when its output is up to date (:mod:`helpers.fresh
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
-import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -17,7 +19,7 @@ from helpers import freshness
 from helpers.config import SPLITS, Config
 from helpers.errors import InputError
 from helpers.grid import check_same_grid, grid_of_raster
-from helpers.io import open_raster, read_raster, write_json_atomic, write_text_atomic
+from helpers.io import atomic_path, open_raster, read_raster, write_json_atomic, write_text_atomic
 from helpers.pipeline_base import (
     Say,
     StepResult,
@@ -35,6 +37,7 @@ from helpers.splitting import make_split
 from helpers.tiling import (
     TileSelection,
     bands_on_image,
+    check_tile_fits,
     parse_ending,
     select_tiles,
     sparse_warning,
@@ -58,6 +61,7 @@ def reference_selection(config: Config, level: str) -> TileSelection:
     reference = reference_scene(config, level)
     check_same_grid(reference, grid_of_raster(gt_path), gt_path)
     gt, _ = read_raster(gt_path, 1)
+    check_tile_fits(*gt.shape, config.tile_size, "tiling.tile_size", config.source, config.aoi_file)
     on_image = bands_on_image(reference, spectral_band_indexes(config.bands(level)))
     return select_tiles(gt, on_image, config.tile_size, config.tile_stride, config.unclassifiable_id,
                         config.min_labelled_fraction)
@@ -197,6 +201,7 @@ def split_into_tiles(config: Config, date: str, level: str | None, use: str, for
     if up_to_date(config, summary_path, current, force, say):
         return StepResult(summary_path, True)
     grid = grid_of_raster(merged)
+    check_tile_fits(grid.height, grid.width, config.tile_size, "tiling.tile_size", config.source, config.aoi_file)
     with open_raster(merged) as src:
         gt = src.read(src.count)
         descriptions = list(src.descriptions)
@@ -207,21 +212,10 @@ def split_into_tiles(config: Config, date: str, level: str | None, use: str, for
         say(f"  {sparse_warning(selection, config.source)}")
     positions = {s: [p for p in map(parse_ending, split[s]) if _in_grid(p, selection.kept) and selection.kept[p]]
                  for s in SPLITS}
-    prefix = f"{date}_{level}"
-    folders = {s: config.tiles_dir(date, level, s) for s in SPLITS}
-    staging = config.date_dir(date, "TRAIN") / ".tiles.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        for s in SPLITS:
-            (staging / folders[s].name).mkdir(parents=True)
-        counts = write_tiles(merged, grid, positions, {s: staging / folders[s].name for s in SPLITS}, prefix,
-                             config.tile_size, config.tile_stride, descriptions, progress)
-        for s in SPLITS:
-            if folders[s].exists():
-                shutil.rmtree(folders[s])
-            (staging / folders[s].name).rename(folders[s])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    counts = _replace_tile_folders(config, date, level, summary_path, positions,
+                                   lambda staging: write_tiles(merged, grid, positions, staging, f"{date}_{level}",
+                                                               config.tile_size, config.tile_stride, descriptions,
+                                                               progress))
     written = sum(counts.values())
     with_unclassifiable = int(sum(selection.unclassifiable[p] for s in SPLITS for p in positions[s]))
     share = with_unclassifiable / written if written else 0.0
@@ -240,6 +234,42 @@ def split_into_tiles(config: Config, date: str, level: str | None, use: str, for
     return StepResult(summary_path, False, f"{written} tiles")
 
 
+def _replace_tile_folders(config: Config, date: str, level: str, summary_path: Path,
+                          positions: Mapping[str, object],
+                          write: Callable[[dict[str, Path]], dict[str, int]]) -> dict[str, int]:
+    """Write a date's tiles into staging folders, then put them in place of the subset folders.
+
+    Each subset folder is staged under a name unique to this process and call
+    (:func:`helpers.io.atomic_path`: ``.<folder>.<pid>-<token>.partial``), so two writers never
+    mix their tiles, and a killed writer's leftovers are removed by the next run. The tile set is
+    complete only when the summary JSON is written after every folder is in place, and the
+    freshness record after that: both are removed before the first folder is replaced, so an
+    interruption while the folders are swapped leaves no summary, and the next run rebuilds
+    instead of trusting a mix of old and new folders.
+
+    Args:
+        config: The study area.
+        date: The date.
+        level: The level.
+        summary_path: The date's tiles summary (removed here, written by the caller).
+        positions: Subset -> tile positions (only its keys are used).
+        write: Writes the tiles into subset -> staging folder; returns subset -> count.
+
+    Returns:
+        What ``write`` returned.
+    """
+    folders = {s: config.tiles_dir(date, level, s) for s in positions}
+    with contextlib.ExitStack() as stack:
+        staging = {s: stack.enter_context(atomic_path(folders[s])) for s in positions}
+        for folder in staging.values():
+            folder.mkdir()
+        counts = write(staging)
+        freshness.record_path(config.processed_dir, summary_path).unlink(missing_ok=True)
+        summary_path.unlink(missing_ok=True)
+    # leaving the stack renamed every staging folder to its subset folder (in reverse order)
+    return counts
+
+
 def _in_grid(position: tuple[int, int], kept: np.ndarray) -> bool:
     return position[0] < kept.shape[0] and position[1] < kept.shape[1]
 
@@ -254,6 +284,7 @@ def _prediction_windows(config: Config, date: str, level: str, force: bool, say:
     merged = require(config.merged_path(date, level, "NEW"), f"run 04_merge_tifs.py {date} {level} NEW first")
     n_bands = len(config.bands(level))
     with open_raster(merged) as src:
+        check_tile_fits(src.height, src.width, config.tile_size, "tiling.tile_size", config.source, config.aoi_file)
         band1 = src.read(1)
         area = np.zeros(band1.shape, dtype=bool)
         for index in range(n_bands + 1, src.count + 1):

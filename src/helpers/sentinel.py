@@ -5,6 +5,9 @@ A product is a ``.SAFE`` folder, a zipped ``.SAFE`` (read in place through GDAL'
 Ingestion resamples every band to the scene grid with nearest neighbour (as the original's
 ``gdalbuildvrt -tr 10 10``), sets pixels outside the AOI to 0 (``gdalwarp -cutline``) and
 writes one uint16 GeoTIFF block by block, so memory does not grow with the scene size.
+Damaged raw data stops ingestion before anything is written (see :mod:`helpers.product_checks`):
+zip members are checked against their CRC-32 first, and a warning or error that GDAL reports
+while decoding a band is an error naming the band file.
 """
 
 from __future__ import annotations
@@ -24,11 +27,20 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from shapely.geometry import box
 from shapely.geometry.base import BaseGeometry
+from shapely.ops import unary_union
 from tqdm import tqdm
 
 from helpers.errors import InputError
 from helpers.grid import SceneGrid
-from helpers.io import GTIFF_PROFILE, atomic_path, open_raster
+from helpers.io import GTIFF_PROFILE, RASTER_ERRORS, atomic_path
+from helpers.product_checks import (
+    ZipCheck,
+    band_footprints,
+    check_band_extents,
+    collect_gdal_messages,
+    verify_zip_members,
+    zip_members,
+)
 
 ESA_BAND_IDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
@@ -264,17 +276,19 @@ def unknown_baseline_warning(product: Product, date: str, config_source: object)
 # ---------------------------------------------------------------------- ingestion
 def product_footprint(product: Product, crs: object) -> BaseGeometry:
     """Union of the band files' bounds in ``crs``."""
-    shapes = []
-    for paths in product.band_files.values():
-        for path in paths:
-            with open_raster(path) as src:
-                if src.crs is None:
-                    raise InputError(f"{path}: raster has no CRS")
-                shapes.append(box(*warp.transform_bounds(src.crs, crs, *src.bounds)))
-    footprint = shapes[0]
-    for shape in shapes[1:]:
-        footprint = footprint.union(shape)
-    return footprint
+    return unary_union(list(band_footprints(product.band_files, crs).values()))
+
+
+def verify_product(product: Product, bands: Sequence[str]) -> ZipCheck:
+    """Check the CRC-32 of the zip members that ingestion will read (a no-op for other products).
+
+    Raises:
+        InputError: Naming the zip and its first damaged member.
+    """
+    if product.kind != "zip":
+        return ZipCheck(0, 0, 0.0)
+    paths = [path for band in bands for path in product.band_files[band]]
+    return verify_zip_members(product.path, zip_members(product.path, paths))
 
 
 def _aligned_factor(src: rasterio.DatasetReader, grid: SceneGrid) -> int | None:
@@ -351,14 +365,20 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
         extra_tags: Further tags to write (e.g. a warning about the offset).
 
     Returns:
-        The tags written to the file (sensing time, baseline and its source, offset handling).
+        The tags written to the file (sensing time, baseline and its source, offset handling,
+        ``AOI_COVERED``: the share of the AOI the product covers; the rest is no data, 0).
 
     Raises:
-        InputError: If a band file cannot be read or the AOI does not overlap the product.
+        InputError: If a zip member is damaged, a band file cannot be read, GDAL reports a
+            problem while decoding a band, a band's CRS cannot be transformed, a band's extent
+            leaves out part of the AOI that the others cover, or the AOI does not overlap the product.
     """
-    footprint = product_footprint(product, grid.crs)
+    verify_product(product, bands)
+    footprints = band_footprints({band: product.band_files[band] for band in bands}, grid.crs)
+    footprint = unary_union(list(footprints.values()))
     if not footprint.intersects(aoi) or footprint.intersection(aoi).area <= 0:
         raise InputError(f"{product.path}: the AOI does not overlap the scene")
+    covered = check_band_extents(footprints, product.band_files, aoi, grid.resolution)
     meta = product.metadata
     offsets = {band: meta.offset_for(band) for band in bands}
     tags = {
@@ -368,6 +388,7 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
         "BASELINE_SOURCE": meta.source,
         "RADIOMETRIC_OFFSET_REMOVED": str(any(offsets.values())),
         "BANDS": ",".join(bands),
+        "AOI_COVERED": f"{covered:.4f}",
         **(extra_tags or {}),
     }
     profile = {**GTIFF_PROFILE, **grid.profile(), "count": len(bands), "dtype": "uint16", "nodata": None}
@@ -382,7 +403,7 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
                     raise InputError(f"{path}: not a readable raster ({str(error).splitlines()[0]})") from None
         # a bounded block cache keeps memory independent of the machine's RAM (GDAL's default is 5 % of it)
         with rasterio.Env(GDAL_CACHEMAX=INGEST_CACHE_MB), atomic_path(out_path) as tmp, \
-                rasterio.open(tmp, "w", **profile) as dst:
+                rasterio.open(tmp, "w", **profile) as dst, collect_gdal_messages() as messages:
             blocks = list(grid.row_blocks(block_rows))
             bar = tqdm(blocks, desc=f"ingest {product.path.name[:40]}", disable=None if progress else True, leave=False)
             for block in bar:
@@ -391,15 +412,18 @@ def ingest_product(product: Product, bands: Sequence[str], grid: SceneGrid, aoi:
                     out = np.zeros((int(block.height), int(block.width)), dtype=np.uint16)
                     if inside.any():
                         for src in sources[band]:
+                            messages.take()  # only what this read reports counts against its file
                             try:
                                 factor = _aligned_factor(src, grid)
                                 if factor is not None:
                                     _paint_aligned(src, factor, grid, block, out)
                                 else:
                                     _paint_warped(src, grid, block, out)
-                            except RasterioError as error:
+                            except RASTER_ERRORS as error:
+                                messages.take()
                                 raise InputError(f"{src.name}: corrupt raster data "
                                                  f"({str(error).splitlines()[0]})") from None
+                            messages.raise_for(src.name)
                         out = apply_offset(out, offsets[band])
                         out[~inside] = 0
                     dst.write(out, index, window=block)

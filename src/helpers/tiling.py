@@ -14,7 +14,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from tqdm import tqdm
 
-from helpers.errors import InputError
+from helpers.errors import ConfigError, InputError
 from helpers.grid import SceneGrid
 from helpers.io import open_raster
 
@@ -42,10 +42,35 @@ def tile_grid_shape(height: int, width: int, size: int, stride: int) -> tuple[in
 
 
 def tile_view(image: np.ndarray, size: int, stride: int) -> np.ndarray:
-    """View of a 2-D image as (tile_rows, tile_cols, size, size) without copying."""
+    """View of a 2-D image as (tile_rows, tile_cols, size, size) without copying.
+
+    An image smaller than one tile gives an empty view (no tile rows or columns); the tile steps
+    refuse such a scene first, with a message naming the setting (:func:`check_tile_fits`).
+    """
     rows, cols = tile_grid_shape(*image.shape, size, stride)
+    if rows == 0 or cols == 0:
+        return np.empty((rows, cols, size, size), dtype=image.dtype)
     windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
     return windows[: rows * stride: stride, : cols * stride: stride][:rows, :cols]
+
+
+def check_tile_fits(height: int, width: int, size: int, key: str, source: object, scene: object) -> None:
+    """Refuse a scene smaller than one tile, naming the setting and the scene size.
+
+    Args:
+        height: Scene rows.
+        width: Scene columns.
+        size: Tile side in pixels.
+        key: The config key that sets ``size`` (``tiling.tile_size``).
+        source: The config file.
+        scene: What the scene's size comes from (the AOI file), named in the message.
+
+    Raises:
+        ConfigError: If a tile does not fit.
+    """
+    if height < size or width < size:
+        raise ConfigError(source, key, f"a {size}x{size} px tile does not fit the scene of {width}x{height} px "
+                                       f"(the 10 m grid of the AOI {scene}); lower {key} or use a larger AOI")
 
 
 @dataclass

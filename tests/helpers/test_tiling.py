@@ -10,11 +10,12 @@ import pytest
 import rasterio
 from affine import Affine
 
-from helpers.errors import InputError
+from helpers.errors import ConfigError, InputError
 from helpers.grid import SceneGrid
 from helpers.io import write_raster
 from helpers.tiling import (
     bands_on_image,
+    check_tile_fits,
     parse_ending,
     select_tiles,
     sparse_warning,
@@ -201,3 +202,20 @@ def test_written_tiles_are_georeferenced_windows_of_the_stack(tmp_path: Path) ->
                 assert src.descriptions == ("B01", "B02", "B03", "gt")
                 window = stack[:, row * STRIDE:row * STRIDE + SIZE, col * STRIDE:col * STRIDE + SIZE]
                 np.testing.assert_array_equal(src.read(), window)
+
+
+def test_an_image_smaller_than_a_tile_has_no_tiles() -> None:
+    """No ValueError from numpy: an empty view, and an empty selection."""
+    image = np.ones((5, 40), dtype=np.uint8)
+    assert tile_view(image, SIZE, STRIDE).shape == (0, 4, SIZE, SIZE)
+    assert tile_view(np.ones((5, 5), dtype=np.uint8), 640, 641).shape == (0, 0, 640, 640)
+    selection = select_tiles(image, image, SIZE, STRIDE, UNCLASSIFIABLE)
+    assert selection.n_candidates == 0 and selection.endings() == []
+
+
+def test_check_tile_fits_names_the_setting_and_the_scene() -> None:
+    check_tile_fits(84, 84, 84, "tiling.tile_size", "area.toml", "aoi.shp")
+    with pytest.raises(ConfigError, match=re.escape(
+            "area.toml: config key 'tiling.tile_size': a 640x640 px tile does not fit the scene of 84x83 px (the 10 m "
+            "grid of the AOI aoi.shp); lower tiling.tile_size or use a larger AOI")):
+        check_tile_fits(83, 84, 640, "tiling.tile_size", "area.toml", "aoi.shp")
