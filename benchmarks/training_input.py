@@ -20,17 +20,22 @@ tiles of the same shape (32x32 px, 13 bands + ground truth, 10 dates) itself. It
   compiled with Adam(clipnorm=1) and the weighted cross-entropy; the input share is our
   seconds per batch divided by the seconds of a training step.
 
+With ``--determinism`` it only measures what TensorFlow's op determinism (``--seed`` of the
+training scripts) costs per training step, for the full-size and a 1/16-width U-Net and the
+full-size FCN+ConvLSTM, and whether two seeded runs end with identical weights with and without it.
+
 It also checks that our rotation gives the original's band values (same flips and angles)
 and counts the label pixels to which the original's bilinear label rotation gives a class id
 the tile does not contain.
 
 Usage:
-    python benchmarks/training_input.py [--quick] [--workdir DIR] [--no-model]
+    python benchmarks/training_input.py [--quick] [--workdir DIR] [--no-model] [--determinism]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -305,10 +310,15 @@ def agreement(config: Config, seed: int = 3) -> tuple[float, float, bool]:
 
 
 # ---------------------------------------------------------------------- full-size training steps (child)
-def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: str, steps: int) -> dict:
-    """Median seconds of ``train_on_batch`` of a full-size model on ``THREADS`` CPU threads.
+def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: str, steps: int,
+                          width: float = 1.0, seed: int | None = None, deterministic: bool = False,
+                          inter_op: int = THREADS) -> dict:
+    """Median seconds of ``train_on_batch`` of a model (full size by default) on ``THREADS`` CPU threads.
 
-    Runs in a fresh child process: the thread limits are set before TensorFlow starts.
+    Runs in a fresh child process: the thread limits are set before TensorFlow starts. With a
+    seed, the weights are seeded (and TensorFlow's op determinism switched on if asked) and the
+    result holds a digest of the trained weights, to compare two runs bit for bit; ``inter_op``
+    is how many ops may run at once.
     """
     if hasattr(os, "sched_setaffinity"):
         cpus = sorted(os.sched_getaffinity(0))[:THREADS]
@@ -316,11 +326,15 @@ def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: 
     import tensorflow as tf
 
     tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     import keras
 
     from helpers.models import build_fcn_lstm, build_unet
 
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+        if deterministic:
+            tf.config.experimental.enable_op_determinism()
     config = load_config(config_path)
     try:
         from helpers.losses import WeightedCategoricalCrossentropy, class_weights
@@ -328,7 +342,7 @@ def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: 
         loss, loss_name = WeightedCategoricalCrossentropy(class_weights(config)), "weighted CE"
     except ImportError:
         loss, loss_name = keras.losses.CategoricalCrossentropy(), "plain CE"
-    model = build_unet(n_bands=x.shape[-1], n_classes=y.shape[-1], width=1.0)
+    model = build_unet(n_bands=x.shape[-1], n_classes=y.shape[-1], width=width)
     fcn_params = model.count_params()
     if kind == "lstm":
         model = build_fcn_lstm(model, timesteps=x.shape[1], tile_size=x.shape[2])
@@ -343,9 +357,46 @@ def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: 
         started = time.perf_counter()
         model.train_on_batch(x, y)
         times.append(time.perf_counter() - started)
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(w).tobytes() for w in model.get_weights())).hexdigest()
     return {"step_s": statistics.median(times), "first_s": first_s, "params": model.count_params(),
             "fcn_params": fcn_params, "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else None, "loss": loss_name}
+            else None, "loss": loss_name, "weights": digest[:16]}
+
+
+DETERMINISM_MODES = {"seeds only": (False, THREADS), "op determinism": (True, THREADS),
+                     "op det. + serial ops": (True, 1)}
+"""Modes measured by ``--determinism``: (op determinism, inter-op threads); the scripts' ``--seed`` is the last."""
+
+
+def determinism_cost(batches: dict[str, tuple[np.ndarray, np.ndarray]], config_path: str, steps: int) -> dict:
+    """Seconds per step with and without TensorFlow's op determinism and serial ops, and whether seeded runs agree.
+
+    Each (model, mode) trains twice from seed 1 in fresh child processes; every step is the same
+    batch, so the weights after the steps differ between the two runs only if the arithmetic is
+    not deterministic.
+    """
+    print("\nTensorFlow determinism (same seed twice per mode, fresh child processes):")
+    rows, figures = [], {}
+    for label, kind, width, (x, y) in (("unet_full", "fcn", 1.0, batches["fcn"]),
+                                       ("unet_demo", "fcn", 0.25, batches["fcn"]),
+                                       ("lstm_full", "lstm", 1.0, batches["lstm"]),
+                                       ("lstm_demo", "lstm", 0.25, batches["lstm"])):
+        cells, base = [], None
+        for mode, (deterministic, inter_op) in DETERMINISM_MODES.items():
+            runs = [measure_in_child(training_step_seconds, kind, x, y, config_path, steps, width, 1, deterministic,
+                                     inter_op).value for _ in range(2)]
+            step = min(r["step_s"] for r in runs)
+            base = base or step
+            same = runs[0]["weights"] == runs[1]["weights"]
+            cells.append(f"{fmt_seconds(step)} {100 * (step / base - 1):+.0f} % {'same' if same else 'DIFFER'}")
+            tag = f"{label}_{mode.split()[0]}_{inter_op}"
+            figures.update({f"{tag}_step_s": step, f"{tag}_repeatable": same})
+        rows.append([f"{label} ({runs[0]['params']:,} params, batch {len(x)})", *cells])
+    print_table(["model, train_on_batch", *DETERMINISM_MODES], rows)
+    print(f"  each cell: the faster of two children's median of {steps} steps after 2 warm-up steps, its cost against "
+          f"seeds only, and whether the two runs from seed 1 end with the same weights (bit for bit); serial ops = "
+          f"1 inter-op thread (intra-op {THREADS})")
+    return figures
 
 
 def model_available() -> bool:
@@ -360,6 +411,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder for the copied or generated tiles (kept); default: a temporary folder, deleted")
     parser.add_argument("--no-model", action="store_true", help="skip the full-size training steps")
+    parser.add_argument("--determinism", action="store_true",
+                        help="only measure the cost of TensorFlow's op determinism (seconds per step with and "
+                             "without, tiny and full-size U-Net, full-size FCN+ConvLSTM) and its repeatability")
     args = parser.parse_args(argv)
     ours_batches, original_batches, rounds, model_steps = (20, 3, 2, 2) if args.quick else (50, 10, 3, 5)
 
@@ -370,6 +424,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{len(config.bands())} bands, {len(n_tiles)} dates, {min(n_tiles.values())}-{max(n_tiles.values())} "
               f"per date); work folder {folder}; prepared in {fmt_seconds(prepare_s)}")
 
+        if args.determinism:
+            ours = make_ours(config)
+            batches = {"fcn": ours["fcn"][0], "lstm": ours["random"][0]}
+            print(result_line({**determinism_cost(batches, str(config.source), model_steps), "quick": args.quick}))
+            return 0
         ours, first_load_s = timed(make_ours, config)
         _, cached_load_s = timed(make_ours, config)
         rates = {name: time_batches(generator, ours_batches, rounds) for name, generator in ours.items()}

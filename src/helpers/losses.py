@@ -1,9 +1,15 @@
-"""Class-weighted per-pixel categorical cross-entropy of the original study.
+"""Class-weighted per-pixel categorical cross-entropy of the original study, and a masked accuracy.
 
 Class weights are inverse pixel frequencies normalised to sum to 1000; the unclassifiable
 class gets weight 0, so tiles that contain such pixels can stay in the training set without
 teaching the model anything about them. Label 0 (outside the study area) is encoded as an
 all-zero one-hot vector and contributes nothing either.
+
+The original monitored Keras' ``categorical_accuracy``, which also scores the pixels the loss
+ignores (label 0 counts as class 1 there, and the unclassifiable class as any other), so it
+rewards or punishes predictions nobody trains for. :class:`MaskedAccuracy` scores only the
+labelled, classifiable pixels, as the test-split metrics do; on fully labelled data the two
+agree.
 """
 
 from __future__ import annotations
@@ -130,3 +136,68 @@ class WeightedCategoricalCrossentropy(keras.losses.Loss):
         config = super().get_config()
         config["class_weights"] = list(self.class_weights)
         return config
+
+
+def ignored_channels(config: Config) -> list[int]:
+    """Output channels that :class:`MaskedAccuracy` leaves out: the unclassifiable class's (``id - 1``)."""
+    return [config.unclassifiable_id - 1]
+
+
+@keras.saving.register_keras_serializable(package="landcover")
+class MaskedAccuracy(keras.metrics.Metric):
+    """Pixel accuracy over the labelled pixels of the classes the model is trained on.
+
+    A pixel counts if its label is not 0 (outside the study area: an all-zero one-hot row)
+    and its class channel is not one of ``ignored_channels`` (the unclassifiable class, whose
+    loss weight is 0). The result is correct / counted pixels over everything seen since the
+    last reset (0 when nothing was counted). With no such pixels it equals Keras'
+    ``categorical_accuracy`` (equally sized tiles).
+
+    Args:
+        ignored_channels: Class channels (class id - 1) left out of the count.
+        name: Name of the metric (the key in the training logs, ``val_`` prefixed for validation).
+        dtype: Dtype of the counters.
+    """
+
+    def __init__(self, ignored_channels: Sequence[int] = (), name: str = "masked_accuracy",
+                 dtype: Any = None) -> None:
+        super().__init__(name=name, dtype=dtype)
+        channels = [int(c) for c in ignored_channels]
+        if any(c < 0 for c in channels):
+            raise ValueError(f"ignored channels must be >= 0 (class id - 1), got {channels}")
+        self.ignored_channels = channels
+        self.correct = self.add_variable(shape=(), initializer="zeros", name="correct")
+        self.counted = self.add_variable(shape=(), initializer="zeros", name="counted")
+
+    def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
+        """Add a batch.
+
+        Args:
+            y_true: One-hot labels ``(batch, ..., n_classes)``; label 0 is an all-zero vector.
+            y_pred: Class scores of the same shape.
+            sample_weight: Not supported (must be None): pixels are selected by their labels.
+        """
+        if sample_weight is not None:
+            raise ValueError(f"{type(self).__name__} takes no sample weights")
+        y_pred = ops.convert_to_tensor(y_pred)
+        y_true = ops.convert_to_tensor(y_true)
+        true_class = ops.argmax(y_true, axis=-1)
+        keep = ops.max(y_true, axis=-1) > 0
+        for channel in self.ignored_channels:
+            keep = ops.logical_and(keep, ops.not_equal(true_class, channel))
+        hits = ops.logical_and(keep, ops.equal(true_class, ops.argmax(y_pred, axis=-1)))
+        self.correct.assign_add(ops.sum(ops.cast(hits, self.dtype)))
+        self.counted.assign_add(ops.sum(ops.cast(keep, self.dtype)))
+
+    def result(self) -> Any:
+        """Correct / counted pixels (0 when no pixel was counted)."""
+        return ops.divide_no_nan(self.correct, self.counted)
+
+    def reset_state(self) -> None:
+        """Forget every batch (Keras calls it at the start of each epoch and evaluation)."""
+        self.correct.assign(0.0)
+        self.counted.assign(0.0)
+
+    def get_config(self) -> dict[str, Any]:
+        """Serialisable configuration (name, dtype and the ignored channels)."""
+        return {"name": self.name, "dtype": self.dtype, "ignored_channels": list(self.ignored_channels)}

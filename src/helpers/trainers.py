@@ -1,168 +1,202 @@
-"""The three training scripts' procedures: FCN, FCN+LSTM on fixed sequences, on random sequences."""
+"""The common parts of the three training scripts: starting a run, its dates, the base FCN, the evaluation.
+
+Each script in ``src/models/`` reads like the original: its data generators, its model, loss
+and optimiser, its callbacks and the fit; what they share is here and in
+:mod:`helpers.training` (flags, defaults, seeds) and :mod:`helpers.fitting` (the fit and the
+saved run). Nothing here branches on the script.
+"""
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from helpers.config import Config, load_config
+from helpers.config import load_config
 from helpers.errors import InputError
-from helpers.io import write_json_atomic
-from helpers.runs import model_path, newest_model
+from helpers.runs import newest_model
 from helpers.training import (
-    RunPaths,
-    add_training_arguments,
+    COMMON_SETTINGS,
+    Say,
+    Setting,
+    TrainingRun,
+    build_parser,
     check_class_ids,
-    compile_model,
+    check_seed,
     configure_devices,
-    fit_and_save,
     make_strategy,
     plan_run,
-    run_paths,
-    save_run_metadata,
-    setting,
+    require_training_data,
+    say_flushed,
+    seed_everything,
+    wants_determinism,
 )
+
+if TYPE_CHECKING:
+    import argparse
+
+    from helpers.normalisation import Normaliser
+    from helpers.run_record import ModelSpec, RunRecord
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines; its warnings and errors stay
 
 FCN_SCRIPT = "baseline_cnn"
 FIXED_SCRIPT = "lstm_fixed_seq"
 RANDOM_SCRIPT = "lstm_random_seq"
+SCRIPTS: tuple[str, ...] = (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT)
+"""The training scripts (``src/models/{script}.py``), in the order the demo runs them."""
 
 
-def _print(message: str) -> None:
-    print(message, flush=True)
+def start_run(script: str, description: str, argv: Sequence[str] | None, batch: Setting,
+              settings: Sequence[Setting] = (), arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+              say: Say = say_flushed) -> TrainingRun:
+    """Parse a training script's flags, check them and the config, name the run and seed everything.
 
-
-def build_parser(script: str, description: str) -> argparse.ArgumentParser:
-    """Flags of a training script."""
-    parser = argparse.ArgumentParser(description=description)
-    add_training_arguments(parser, 64 if script == FCN_SCRIPT else 16)
-    if script == FCN_SCRIPT:
-        parser.add_argument("--width", type=float, default=1.0,
-                            help="filter-count multiplier of the U-Net (1.0 = the paper's 29,068,744 parameters)")
-    else:
-        parser.add_argument("--base-model", default=None,
-                            help=f"trained FCN to start from (default: the newest {FCN_SCRIPT}_NN)")
-    if script == RANDOM_SCRIPT:
-        parser.add_argument("--timesteps", type=int, default=None,
-                            help="dates per sequence, drawn from the training pool (default: training.timesteps, 6)")
-    return parser
-
-
-def _normaliser(config: Config, level: str, dates: Sequence[str], base: RunPaths | None):
-    """The run's normalisation: the base model's (LSTM), else the config's constants or computed ones (FCN)."""
-    from helpers.generators import Normaliser, load_tiles, normaliser_for
-
-    if base is not None and base.normalisation.is_file():
-        data = json.loads(base.normalisation.read_text(encoding="utf-8"))
-        return Normaliser(data["mean"], data["std"])
-    train_sets = [load_tiles(config, date, "train", level) for date in dates]
-    return normaliser_for(config, level, train_sets, None)
-
-
-def train(script: str, description: str, argv: Sequence[str] | None = None, say=_print,
-          extra_callbacks: list | None = None, evaluate: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Parse the flags of a training script and run it.
+    Nothing is written: a bad flag, config value or missing ground truth is an
+    :class:`~helpers.errors.InputError` before any file exists.
 
     Args:
-        script: ``baseline_cnn``, ``lstm_fixed_seq`` or ``lstm_random_seq``.
+        script: The script's name (``baseline_cnn``), which names its runs.
         description: ``--help`` text.
         argv: Arguments (default: the command line).
+        batch: The script's batch-size setting (:data:`helpers.training.FCN_BATCH` or ``LSTM_BATCH``).
+        settings: The script's own settings (``WIDTH``, ``TIMESTEPS``).
+        arguments: Adds the script's other flags to the parser (``--base-model``).
         say: Printer.
-        extra_callbacks: Additional Keras callbacks (tests).
-        evaluate: Called as ``evaluate(run, "test", model=model, config=config)`` after training
-            unless ``--no-eval`` (the scripts pass ``metrics.get_metrics_and_cm``).
 
     Returns:
-        The training summary (see :func:`helpers.training.fit_and_save`).
+        The planned run (for ``--resume``: the interrupted one, with its saved flags).
     """
-    args = build_parser(script, description).parse_args(argv)
+    all_settings = (*COMMON_SETTINGS, batch, *settings)
+    parser = build_parser(description, all_settings)
+    if arguments is not None:
+        arguments(parser)
+    args = parser.parse_args(argv)
     config = load_config(args.config)
-    n_classes = check_class_ids(config)
+    require_training_data(config)
+    check_class_ids(config)
     paths, flags, resuming = plan_run(config, script, args, say)
     level = config.check_level(flags.get("level"))
+    values = {setting.dest: setting.resolve(flags, config) for setting in all_settings}
+    seed = check_seed(flags.get("seed"))
+    deterministic = wants_determinism(flags, config)
     configure_devices(flags.get("logical_cpus"))
+    determinism = seed_everything(seed, deterministic)
+    strategy = make_strategy(flags.get("strategy") or "default")
+    return TrainingRun(script=script, config=config, paths=paths, flags=flags, resuming=resuming, level=level,
+                       settings=values, seed=seed, deterministic=deterministic, determinism=determinism,
+                       strategy=strategy, say=say)
 
-    import keras
 
-    seed = flags.get("seed")
-    if seed is not None:
-        keras.utils.set_random_seed(int(seed))
-    epochs = setting(flags, config, "epochs", "max_epochs", 1000)
-    steps = setting(flags, config, "steps", "steps_per_epoch", 100)
-    val_steps = setting(flags, config, "val_steps", "validation_steps", 5)
-    base_lr = setting(flags, config, "learning_rate", "learning_rate", 1e-3)
-    augment = not flags.get("no_augment", False)
-    n_bands = len(config.bands(level))
-    strategy = make_strategy(flags.get("strategy", "default"))
+def training_dates(run: TrainingRun, key: str, minimum: int = 1) -> tuple[str, ...]:
+    """The dates of a ``[dates]`` key the script trains on, at least ``minimum`` of them.
 
-    from helpers import generators
-    from helpers.models import build_fcn_lstm, build_unet, is_sequence_model, load_model, model_bands
+    Args:
+        run: The run.
+        key: ``dates.fcn_training``, ``dates.fixed_sequence`` or ``dates.training_pool``.
+        minimum: How many the script needs (2 for a sequence).
 
-    if script == FCN_SCRIPT:
-        batch = setting(flags, config, "batch_size", "batch_size_fcn", 64)
-        dates = config.fcn_training
-        normaliser = _normaliser(config, level, dates, None)
-        common = {"normaliser": normaliser, "level": level}
-        train_data = generators.SingleTileGenerator(config, dates, "train", batch_size=batch, steps=steps,
-                                                    augment=augment, seed=seed, **common)
-        val_data = generators.SingleTileGenerator(config, dates, "valid", batch_size=batch, steps=val_steps,
-                                                  augment=False, seed=None if seed is None else seed + 1, **common)
-        with strategy.scope():
-            model = build_unet(n_bands=n_bands, n_classes=n_classes, width=float(flags.get("width", 1.0)),
-                               tile_size=None)
-            compile_model(model, config, base_lr)
-        min_delta, baseline = 0.01, 0.5
-    else:
-        batch = setting(flags, config, "batch_size", "batch_size_lstm", 16)
-        base_name = flags.get("base_model") or newest_model(config.models_root, FCN_SCRIPT)
-        if base_name is None:
-            raise InputError(f"{config.models_root}: no trained {FCN_SCRIPT} model; train one first or give "
-                             f"--base-model")
-        flags["base_model"] = base_name
-        base_path = model_path(config.models_root, base_name)
-        base_paths = run_paths(config, base_path.stem)
-        if script == FIXED_SCRIPT:
-            dates = config.fixed_sequence
-            timesteps = len(dates)
-        else:
-            dates = config.training_pool
-            timesteps = int(setting(flags, config, "timesteps", "timesteps", 6))
-            if not 1 <= timesteps <= len(dates):
-                raise InputError(f"--timesteps {timesteps}: must be in 1..{len(dates)} (the training pool)")
-        normaliser = _normaliser(config, level, dates, base_paths)
-        common = {"normaliser": normaliser, "level": level}
-        seed_val = None if seed is None else seed + 1
-        if script == FIXED_SCRIPT:
-            train_data = generators.FixedSequenceGenerator(config, dates, "train", batch_size=batch, steps=steps,
-                                                           augment=augment, seed=seed, **common)
-            val_data = generators.FixedSequenceGenerator(config, dates, "valid", batch_size=batch, steps=val_steps,
-                                                         augment=False, seed=seed_val, **common)
-        else:
-            train_data = generators.RandomSequenceGenerator(config, dates, timesteps, "train", batch_size=batch,
-                                                            steps=steps, augment=augment, seed=seed, **common)
-            val_data = generators.RandomSequenceGenerator(config, dates, timesteps, "valid", batch_size=batch,
-                                                          steps=val_steps, augment=False, seed=seed_val, **common)
-        with strategy.scope():
-            fcn = load_model(base_path)
-            if is_sequence_model(fcn) or model_bands(fcn) != n_bands or fcn.output_shape[-1] != n_classes:
-                raise InputError(f"{base_path}: base model of the wrong shape (input {fcn.input_shape}, output "
-                                 f"{fcn.output_shape}); expected an FCN with {n_bands} bands and {n_classes} classes")
-            model = build_fcn_lstm(fcn, timesteps=timesteps, tile_size=config.tile_size)
-            compile_model(model, config, base_lr)
-        min_delta, baseline = 0.001, 0.6
-    if not resuming:
-        save_run_metadata(config, script, paths, flags)
-        write_json_atomic(paths.normalisation, {"mean": [float(v) for v in normaliser.mean],
-                                                "std": [float(v) for v in normaliser.std]})
-    say(f"{paths.run}: training {script} on {len(dates)} dates, batch {batch}, {steps} steps x up to {epochs} "
-        f"epochs, {model.count_params():,} parameters, {strategy.num_replicas_in_sync} replica(s)")
-    summary = fit_and_save(model, train_data, val_data, paths, epochs, base_lr, flags.get("patience", 20),
-                           min_delta, baseline, flags.get("quiet", False), say, extra_callbacks)
-    if evaluate is not None and not flags.get("no_eval", False):
-        evaluate(paths.run, "test", model=model, config=config)
-    return summary
+    Raises:
+        InputError: ``<config>: lstm_fixed_seq.py needs at least 2 dates in dates.fixed_sequence (it has 1)``.
+    """
+    dates = tuple(getattr(run.config, key.removeprefix("dates.")))
+    if len(dates) < minimum:
+        raise InputError(f"{run.config.source}: {run.script}.py needs at least {minimum} "
+                         f"date{'s' if minimum > 1 else ''} in {key} (it has {len(dates)})")
+    return dates
+
+
+def random_sequence_dates(run: TrainingRun) -> tuple[tuple[str, ...], int]:
+    """The pool to draw sequences from and the dates per sequence (``--timesteps``).
+
+    Raises:
+        InputError: If the pool holds fewer dates than a sequence needs (naming ``dates.training_pool``).
+    """
+    timesteps = int(run.settings["timesteps"])
+    pool = run.config.training_pool
+    if len(pool) < timesteps:
+        raise InputError(f"{run.config.source}: {run.script}.py draws {timesteps} dates per sequence, but "
+                         f"dates.training_pool has {len(pool)}; add dates to dates.training_pool or give "
+                         f"--timesteps {max(len(pool), 2)}" + (" or fewer" if len(pool) > 2 else ""))
+    return pool, timesteps
+
+
+def training_normaliser(run: TrainingRun, dates: Sequence[str]) -> Normaliser:
+    """An FCN's band normalisation: the config's constants, or mean/std of the dates' training tiles."""
+    from helpers.generators import load_tiles, normaliser_for
+
+    computed = run.config.norm_mean is None
+    train_sets = [load_tiles(run.config, date, "train", run.level) for date in dates] if computed else []
+    return normaliser_for(run.config, run.level, train_sets, None)
+
+
+# ---------------------------------------------------------------------- the base FCN of the sequence models
+def add_base_model_argument(parser: argparse.ArgumentParser) -> None:
+    """``--base-model``: the trained FCN a sequence model starts from."""
+    parser.add_argument("--base-model", default=None, metavar="RUN",
+                        help=f"trained FCN to start from: a run name in the config's models folder, or a path to "
+                             f"a .keras file or run folder (default: the newest {FCN_SCRIPT}_NN)")
+
+
+def base_model_spec(text: str) -> ModelSpec:
+    """A ``--base-model`` value as a run name (``str``) or a path (``Path``).
+
+    A value with a path separator, an existing ``.keras`` file as given, or an existing folder
+    is a path; anything else is a run name in the config's ``models/`` folder.
+    """
+    candidate = Path(text).expanduser()
+    if "/" in text or "\\" in text or candidate.is_dir() or (text.endswith(".keras") and candidate.is_file()):
+        return candidate
+    return text
+
+
+def load_base_fcn(run: TrainingRun) -> RunRecord:
+    """The run record of the FCN a sequence model starts from (``--base-model``, else the newest FCN run).
+
+    The record, stored in the FCN's ``.keras`` file, gives the normalisation the FCN was trained
+    with; it is never recomputed. The chosen base is written into the run's flags.
+
+    Raises:
+        InputError: No FCN run, an unknown or damaged one, or one trained on another level,
+            other bands or another class table than this config's.
+    """
+    from helpers.run_record import load_run
+
+    spec = run.flags.get("base_model") or newest_model(run.config.models_root, FCN_SCRIPT)
+    if spec is None:
+        raise InputError(f"{run.config.models_root}: no trained {FCN_SCRIPT} model; train one first or give "
+                         "--base-model")
+    run.flags["base_model"] = spec
+    record = load_run(base_model_spec(spec), run.config)
+    record.check_fits(run.config, run.level)
+    return record
+
+
+def base_fcn_model(base: RunRecord, run: TrainingRun) -> Any:
+    """Load the base FCN (call it in the strategy's scope) and check that it is an FCN of the run's shape.
+
+    Raises:
+        InputError: If the file holds a sequence model or one of other bands or classes.
+    """
+    from helpers.models import is_sequence_model, model_bands, model_classes
+
+    fcn = base.load_model()
+    if is_sequence_model(fcn) or model_bands(fcn) != run.n_bands or model_classes(fcn) != run.n_classes:
+        raise InputError(f"{base.model_path}: base model of the wrong shape (input {fcn.input_shape}, output "
+                         f"{fcn.output_shape}); expected an FCN with {run.n_bands} bands and {run.n_classes} classes")
+    return fcn
+
+
+# ---------------------------------------------------------------------- after the fit
+def evaluate_test_split(run: TrainingRun, model: Any) -> dict[str, Any] | None:
+    """Score the trained model on the test split, as ``metrics.py`` does (unless ``--no-eval``).
+
+    Returns:
+        The metrics, or None with ``--no-eval``.
+    """
+    if run.flags.get("no_eval"):
+        return None
+    from helpers.evaluation import get_metrics_and_cm
+
+    return get_metrics_and_cm(run.run, "test", model=model, config=run.config, say=run.say)

@@ -2,9 +2,9 @@
 
 For each batch, --timesteps dates (default 6) are drawn without replacement from the pool of
 the config (ten images in the paper) and sorted chronologically; only tiles present on all of
-them are used.
+them are used. The base FCN and its normalisation are read as in lstm_fixed_seq.py.
 
-Usage: python lstm_random_seq.py [--config CONFIG] [--base-model NAME] [--timesteps N] [--epochs N] ...
+Usage: python lstm_random_seq.py [--config CONFIG] [--base-model RUN|PATH] [--timesteps N] [--epochs N] ...
 After training it evaluates the model on the test split (metrics.py) unless --no-eval.
 Watch it with: tensorboard --logdir=reports/logs
 """
@@ -12,16 +12,74 @@ Watch it with: tensorboard --logdir=reports/logs
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
 from helpers.errors import run_cli
-from helpers.trainers import RANDOM_SCRIPT, train
-from predict.metrics import get_metrics_and_cm
+from helpers.trainers import (
+    RANDOM_SCRIPT,
+    add_base_model_argument,
+    base_fcn_model,
+    evaluate_test_split,
+    load_base_fcn,
+    random_sequence_dates,
+    start_run,
+)
+from helpers.training import LSTM_BATCH, TIMESTEPS, Say, say_flushed
+
+
+def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callbacks: Sequence[Any] = ()) -> dict:
+    """Train (or ``--resume``) one FCN+ConvLSTM run on random sequences, save it and score it.
+
+    Args:
+        argv: Arguments (default: the command line).
+        say: Printer.
+        extra_callbacks: More Keras callbacks.
+
+    Returns:
+        The training summary.
+    """
+    run = start_run(RANDOM_SCRIPT, __doc__.splitlines()[0], argv, batch=LSTM_BATCH, settings=[TIMESTEPS],
+                    arguments=add_base_model_argument, say=say)
+    pool, timesteps = random_sequence_dates(run)
+    base = load_base_fcn(run)  # the FCN's run record: its normalisation, bands and class table
+
+    from helpers.fitting import early_stopping, fit_and_save, run_callbacks
+    from helpers.generators import RandomSequenceGenerator
+    from helpers.models import build_fcn_lstm
+    from helpers.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
+
+    # data: per batch, `timesteps` dates drawn from the pool (sorted), tiles present on all of them
+    data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size}
+    train_data = RandomSequenceGenerator(run.config, pool, timesteps, "train", steps=run.steps, augment=run.augment,
+                                         seed=run.seed, **data)
+    val_data = RandomSequenceGenerator(run.config, pool, timesteps, "valid", steps=run.val_steps, augment=False,
+                                       seed=run.val_seed, **data)
+
+    # model, loss and optimiser: the FCN per date + bidirectional ConvLSTM, weighted cross-entropy, Adam(clipnorm=1)
+    with run.strategy.scope():
+        model = build_fcn_lstm(base_fcn_model(base, run), timesteps=timesteps, tile_size=run.config.tile_size)
+        model.compile(optimizer=adam(run.learning_rate), loss=weighted_loss(run.config),
+                      metrics=accuracy_metrics(run.config))
+
+    # callbacks: the learning-rate schedule, early stopping, the backup, TensorBoard and the CSV history
+    callbacks = [
+        learning_rate_scheduler(run.learning_rate),
+        early_stopping(run, min_delta=0.001, baseline=0.6),
+        *run_callbacks(run),
+        *extra_callbacks,
+    ]
+
+    # fit, save the model with its run record, score it on the test split
+    summary = fit_and_save(run, model, train_data, val_data, callbacks, base.normaliser, pool)
+    evaluate_test_split(run, model)
+    return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    train(RANDOM_SCRIPT, __doc__.splitlines()[0], argv, evaluate=get_metrics_and_cm)
+    train(argv)
     return 0
 
 

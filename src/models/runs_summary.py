@@ -1,4 +1,4 @@
-"""Print the newest run of each training script: epochs, wall time, seconds per step, validation accuracy.
+"""Print the newest run of each training script: epochs, wall time, seconds per step, validation accuracies.
 
 Usage: python runs_summary.py [--config CONFIG]
 """
@@ -11,11 +11,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
 from helpers.config import load_config
 from helpers.errors import InputError, run_cli
 from helpers.runs import newest_model
-from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
+from helpers.trainers import SCRIPTS
 from helpers.training import run_paths
+
+
+def _value(summary: dict, key: str) -> str:
+    value = summary.get(key)
+    return "-" if value is None else f"{value:.3f}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -23,22 +29,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
     config = load_config(parser.parse_args(argv).config)
     rows = []
-    for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT):
+    for script in SCRIPTS:
         run = newest_model(config.models_root, script)
         if run is None:
             continue
-        path = run_paths(config, run).log_dir / f"{run}_training_summary.json"
+        path = run_paths(config, run).summary_json
         if not path.is_file():
             continue
         s = json.loads(path.read_text(encoding="utf-8"))
+        monitor = str(s.get("monitor", "val_categorical_accuracy")).removeprefix("val_")
         rows.append(f"  {run:<20} {s['epochs_run']:>6} {s['wall_time_s']:>9.1f} {s['seconds_per_step']:>7.3f} "
-                    f"{s['final_val_categorical_accuracy']:>9.3f} {s['best_val_categorical_accuracy']:>8.3f}")
+                    f"{_value(s, 'final_val_masked_accuracy'):>10} {_value(s, 'best_val_masked_accuracy'):>9} "
+                    f"{_value(s, 'final_val_categorical_accuracy'):>9} {_value(s, 'best_val_categorical_accuracy'):>8}"
+                    f"  {monitor}")
     if not rows:
         raise InputError(f"{config.models_root}: no trained model with a training summary")
     print(f"Trained models ({config.models_root}); TensorBoard: tensorboard --logdir={config.reports_root / 'logs'}")
-    print(f"  {'run':<20} {'epochs':>6} {'wall (s)':>9} {'s/step':>7} {'final val':>9} {'best val':>8}")
+    print(f"  {'':<20} {'':>6} {'':>9} {'':>7} {'masked accuracy':>20} {'categorical acc.':>18}")
+    print(f"  {'run':<20} {'epochs':>6} {'wall (s)':>9} {'s/step':>7} {'final val':>10} {'best val':>9} "
+          f"{'final val':>9} {'best val':>8}  monitored")
     print("\n".join(rows))
-    print("  (val = categorical accuracy on random validation batches, unclassifiable pixels included)")
+    print("  (val = random validation batches; masked: labelled pixels of the trained classes only, categorical: "
+          "every pixel, unclassifiable and outside pixels included, as the original)")
     return 0
 
 
