@@ -18,6 +18,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from helpers.errors import InputError
 from helpers.io import write_json_atomic, write_text_atomic
@@ -120,6 +121,12 @@ def fit_and_save(run: TrainingRun, model: keras.Model, train_data: Any, val_data
                             verbose=0 if run.flags.get("quiet") else 2)
     except KeyboardInterrupt:
         raise InputError(f"{run.run}: training interrupted; continue it with --resume {run.run}") from None
+    except tf.errors.UnimplementedError as error:  # e.g. a GPU op without a deterministic kernel
+        if not run.deterministic:
+            raise
+        reason = next((line for line in str(error).splitlines() if "determinis" in line), "").strip()
+        raise InputError(f"{run.run}: TensorFlow has no deterministic kernel for an op on this device "
+                         f"({reason[:200]}); train with --no-determinism (or training.deterministic = false)") from None
     wall = time.time() - started
     _refuse_diverged(run, guard, history.history.get("loss", []), history.epoch)
     record = make_record(run.config, run.run, run.script, run.level, normaliser, dates, run.flags)

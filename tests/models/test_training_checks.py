@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import keras
 import pytest
+import tensorflow as tf
 from study_area import DELETE
 from training_helpers import (
     TINY,
@@ -122,3 +124,20 @@ def test_a_diverged_loss_saves_no_model(area: Config) -> None:
     assert not (area.models_root / "baseline_cnn_01_backup").exists()
     assert not (area.reports_root / "logs_and_plots" / "baseline_cnn_01" / "baseline_cnn_01_training_summary.json"
                 ).exists()
+
+
+class _NoDeterministicKernel(keras.callbacks.Callback):
+    """Raises what TensorFlow raises for an op without a deterministic kernel (GPUs have some)."""
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        raise tf.errors.UnimplementedError(None, None, "A deterministic GPU implementation of SomeOp is not "
+                                                       "currently available.")
+
+
+def test_an_op_without_a_deterministic_kernel_names_the_way_out(area: Config) -> None:
+    with pytest.raises(InputError, match=r"^baseline_cnn_01: TensorFlow has no deterministic kernel for an op on this "
+                                         r"device \(A deterministic GPU implementation of SomeOp .*\); train with "
+                                         r"--no-determinism"):
+        baseline_cnn.train(["--config", str(area.source), *TINY, "--epochs", "1"], say=quiet,
+                           extra_callbacks=[_NoDeterministicKernel()])
+    assert not (area.models_root / "baseline_cnn_01.keras").exists()
