@@ -7,7 +7,7 @@ child process (wall time of the classification alone, peak RSS of the child) wit
 FULL-SIZE models (U-Net width 1; FCN + ConvLSTM over 6 dates) and random weights (seeded,
 the same in every child):
 
-* ours: :func:`helpers.sliding_windows.predict_scene` as classify.py runs it: all 6
+* ours: :func:`helpers.predict.sliding_windows.predict_scene` as classify.py runs it: all 6
   combinations in one pass, every date of a window encoded once (FCN softmax, or the FCN
   logits that the ConvLSTM head of each combination then reads), in faithful mode (32x32
   windows, 16-px stride, centre kept, border covered) and fast mode (320x320 windows,
@@ -45,10 +45,10 @@ from _common import fmt_seconds, measure_in_child, print_table, result_line, tim
 from affine import Affine
 from rasterio.windows import Window
 
-from helpers.classification import class_and_confidence, keras_window_model
-from helpers.config import L1C_BANDS
-from helpers.io import GTIFF_PROFILE
-from helpers.sliding_windows import predict_scene, window_geometry
+from helpers.core.config import L1C_BANDS
+from helpers.core.io import GTIFF_PROFILE
+from helpers.predict.classification import class_and_confidence, keras_window_model
+from helpers.predict.sliding_windows import predict_scene, window_geometry
 
 ROOT = Path(__file__).resolve().parents[1]
 FULL_SHAPE = (2828, 3500)
@@ -117,7 +117,7 @@ def _fcn():
     """The full-size U-Net with seeded random weights."""
     import keras
 
-    from helpers.models import build_unet
+    from helpers.train.models import build_unet
 
     keras.utils.set_random_seed(SEED)
     return build_unet(N_BANDS, N_CLASSES, width=1.0)
@@ -125,7 +125,7 @@ def _fcn():
 
 def _model(sequence: bool):
     """The full-size FCN, or the FCN + ConvLSTM over one combination's dates at 32x32."""
-    from helpers.models import build_fcn_lstm
+    from helpers.train.models import build_fcn_lstm
 
     fcn = _fcn()
     return build_fcn_lstm(fcn, SEQUENCE_LENGTH, 32) if sequence else fcn
@@ -133,7 +133,7 @@ def _model(sequence: bool):
 
 def ours(stacks: list[Path], sequence: bool, mode: str, batch_size: int | None) -> dict:
     """All combinations in one pass, as classify.py runs it; the time of the classification alone."""
-    from helpers.normalisation import Normaliser
+    from helpers.train.normalisation import Normaliser
 
     with rasterio.open(stacks[0]) as src:
         shape = (src.height, src.width)

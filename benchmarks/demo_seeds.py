@@ -42,9 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from _common import fmt_seconds, print_table, result_line, work_folder
 
-from helpers.config import SPLITS, Config, load_config
-from helpers.paths import REPO_ROOT
-from helpers.trainers import FCN_SCRIPT, SCRIPTS
+from helpers.core.config import SPLITS, Config, load_config
+from helpers.core.paths import REPO_ROOT
+from helpers.train.trainers import FCN_SCRIPT, SCRIPTS
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.toml"
 MAKEFILE = REPO_ROOT / "Makefile"
@@ -116,8 +116,8 @@ def study_area(folder: Path, quick: bool, maps: bool, source: Path = DEMO_CONFIG
     if source.resolve() != DEMO_CONFIG.resolve():
         raise SystemExit(f"error: {source}: the training tiles of dates.training_pool are not all there; "
                          "pre-process the study area first (08a_process_train_batch.py)")
-    from helpers import pipeline
-    from helpers.demo_data import DEFAULT_SIZE, generate_demo
+    from helpers.data import pipeline
+    from helpers.demo.demo_data import DEFAULT_SIZE, generate_demo
 
     area = folder / "area"
     path = area / "config.toml"

@@ -51,10 +51,10 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry import box
 
-from helpers import sentinel
-from helpers.config import L1C_BANDS
-from helpers.grid import grid_from_bounds
-from helpers.sentinel import ingest_product, open_product
+from helpers.core.config import L1C_BANDS
+from helpers.core.grid import grid_from_bounds
+from helpers.data import sentinel
+from helpers.data.sentinel import ingest_product, open_product
 
 FULL_SIZE = 10980
 """Pixels per side of a Sentinel-2 tile at 10 m."""
@@ -170,9 +170,9 @@ def _timer(spent: dict[str, float], key: str, func: Callable[..., Any]) -> Calla
 def _timed_checks() -> Iterator[dict[str, float]]:
     """Time the integrity checks that ``ingest_product`` runs, by wrapping them where it looks them up.
 
-    ``crc``: :func:`helpers.sentinel.verify_product` (the zip members' CRC-32); ``decoder``: the
+    ``crc``: :func:`helpers.data.sentinel.verify_product` (the zip members' CRC-32); ``decoder``: the
     GDAL message collector (attaching it, and its ``take``/``raise_for`` around every band read);
-    ``extents``: :func:`helpers.product_checks.check_band_extents`.
+    ``extents``: :func:`helpers.data.product_checks.check_band_extents`.
     """
     spent = {"crc": 0.0, "decoder": 0.0, "extents": 0.0, "crc_members": 0, "crc_mb": 0.0}
     verify, collect, extents = sentinel.verify_product, sentinel.collect_gdal_messages, sentinel.check_band_extents

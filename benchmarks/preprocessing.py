@@ -46,10 +46,10 @@ from _common import (
 from affine import Affine
 from rasterio.crs import CRS
 
-from helpers.config import L1C_BANDS, format_threshold
-from helpers.grid import check_same_grid, grid_of_raster
-from helpers.ground_truth import area_mask, mask_shoreline, min_ndwi_at
-from helpers.io import GTIFF_PROFILE, read_raster, write_raster
+from helpers.core.config import L1C_BANDS, format_threshold
+from helpers.core.grid import check_same_grid, grid_of_raster
+from helpers.core.io import GTIFF_PROFILE, read_raster, write_raster
+from helpers.data.ground_truth import area_mask, mask_shoreline, min_ndwi_at
 
 FULL_SHAPE = (2828, 3500)
 """Rows x columns of the paper's scene (10 m pixels)."""

@@ -55,15 +55,15 @@ from _common import fmt_seconds, measure_in_child, print_table, result_line, tim
 from affine import Affine
 from skimage.transform import rotate
 
-from helpers.config import Config, load_config
-from helpers.generators import (
+from helpers.core.config import Config, load_config
+from helpers.core.paths import REPO_ROOT
+from helpers.train.generators import (
     FixedSequenceGenerator,
     RandomSequenceGenerator,
     SingleTileGenerator,
     normaliser_for,
     transform_batch,
 )
-from helpers.paths import REPO_ROOT
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.toml"
 FCN_BATCH = 64
@@ -280,7 +280,7 @@ def agreement(config: Config, seed: int = 3) -> tuple[float, float, bool]:
         against float64); the share of label pixels to which the original's bilinear rotation
         gives a class id absent from the tile; whether our labels only hold ids of their tile.
     """
-    from helpers.generators import load_tiles
+    from helpers.train.generators import load_tiles
 
     tiles = load_tiles(config, config.fcn_training[0], "train")
     rng = np.random.default_rng(seed)
@@ -329,7 +329,7 @@ def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: 
     tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     import keras
 
-    from helpers.models import build_fcn_lstm, build_unet
+    from helpers.train.models import build_fcn_lstm, build_unet
 
     if seed is not None:
         keras.utils.set_random_seed(seed)
@@ -337,7 +337,7 @@ def training_step_seconds(kind: str, x: np.ndarray, y: np.ndarray, config_path: 
             tf.config.experimental.enable_op_determinism()
     config = load_config(config_path)
     try:
-        from helpers.losses import WeightedCategoricalCrossentropy, class_weights
+        from helpers.train.losses import WeightedCategoricalCrossentropy, class_weights
 
         loss, loss_name = WeightedCategoricalCrossentropy(class_weights(config)), "weighted CE"
     except ImportError:

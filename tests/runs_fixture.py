@@ -1,8 +1,8 @@
 """Stand-in models saved as proper runs: the Keras file with its run record embedded, as training saves it.
 
 Every test that needs a saved model goes through :func:`save_run`, which uses the production
-writers (:func:`helpers.run_record.make_record` and :func:`helpers.run_record.embed_record`),
-so the prediction scripts read it with the same :func:`helpers.run_record.load_run` as a real
+writers (:func:`helpers.train.run_record.make_record` and :func:`helpers.train.run_record.embed_record`),
+so the prediction scripts read it with the same :func:`helpers.train.run_record.load_run` as a real
 run. :func:`save_old_run` writes a run of before the records (side files only).
 """
 
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from helpers.config import Config
-from helpers.normalisation import Normaliser
-from helpers.run_record import RunRecord, embed_record, make_record
+from helpers.core.config import Config
+from helpers.train.normalisation import Normaliser
+from helpers.train.run_record import RunRecord, embed_record, make_record
 
 
 def tiny_fcn(n_bands: int = 13, n_classes: int = 8, seed: int = 3) -> Any:

@@ -9,8 +9,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from helpers.normalisation import Normaliser
-from helpers.sliding_windows import SceneBlock, WindowModel, predict_scene
+from helpers.predict.sliding_windows import SceneBlock, WindowModel, predict_scene
+from helpers.train.normalisation import Normaliser
 
 N_BANDS = 13
 N_CLASSES = 8

@@ -37,8 +37,8 @@ from pyproj import Transformer
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from helpers.config import Config, load_config
-from helpers.paths import REPO_ROOT
+from helpers.core.config import Config, load_config
+from helpers.core.paths import REPO_ROOT
 
 CRS = "EPSG:32633"
 ORIGIN_X = 399960.0
@@ -697,7 +697,7 @@ class StudyArea:
         return path
 
     def config(self) -> Config:
-        """The config, loaded with :func:`helpers.config.load_config`."""
+        """The config, loaded with :func:`helpers.core.config.load_config`."""
         return load_config(self.config_path)
 
     def write_config(self, changes: Mapping[str, Any] | None = None, path: Path | None = None) -> Path:

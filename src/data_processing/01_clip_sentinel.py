@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers import pipeline
-from helpers.cli import make_parser, parse
-from helpers.errors import run_cli
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.cli import make_parser, parse
+from helpers.core.errors import run_cli
+from helpers.data import pipeline
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import run_cli
-from helpers.summary import preprocessing_summary
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import run_cli
+from helpers.data.summary import preprocessing_summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,10 +14,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.errors import run_cli
-from helpers.trainers import FCN_SCRIPT, evaluate_test_split, start_run, training_dates, training_normaliser
-from helpers.training import FCN_BATCH, WIDTH, Say, say_flushed
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.errors import run_cli
+from helpers.predict.evaluation import get_metrics_and_cm
+from helpers.train.trainers import FCN_SCRIPT, evaluate_test_split, start_run, training_dates, training_normaliser
+from helpers.train.training import FCN_BATCH, WIDTH, Say, say_flushed
 
 
 def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callbacks: Sequence[Any] = ()) -> dict:
@@ -33,10 +34,10 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
     """
     run = start_run(FCN_SCRIPT, __doc__.splitlines()[0], argv, batch=FCN_BATCH, settings=[WIDTH], say=say)
 
-    from helpers.fitting import early_stopping, fit_and_save, run_callbacks
-    from helpers.generators import SingleTileGenerator
-    from helpers.models import build_unet
-    from helpers.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
+    from helpers.train.fitting import early_stopping, fit_and_save, run_callbacks
+    from helpers.train.generators import SingleTileGenerator
+    from helpers.train.models import build_unet
+    from helpers.train.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
 
     # data: single tiles drawn at random from all tiles of the FCN dates
     dates = training_dates(run, "dates.fcn_training")
@@ -63,7 +64,7 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
 
     # fit, save the model with its run record, score it on the test split
     summary = fit_and_save(run, model, train_data, val_data, callbacks, normaliser, dates)
-    evaluate_test_split(run, model)
+    evaluate_test_split(run, model, get_metrics_and_cm)
     return summary
 
 

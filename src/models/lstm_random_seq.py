@@ -16,9 +16,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.errors import run_cli
-from helpers.trainers import (
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.errors import run_cli
+from helpers.predict.evaluation import get_metrics_and_cm
+from helpers.train.trainers import (
     RANDOM_SCRIPT,
     add_base_model_argument,
     base_fcn_model,
@@ -27,7 +28,7 @@ from helpers.trainers import (
     random_sequence_dates,
     start_run,
 )
-from helpers.training import LSTM_BATCH, TIMESTEPS, Say, say_flushed
+from helpers.train.training import LSTM_BATCH, TIMESTEPS, Say, say_flushed
 
 
 def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callbacks: Sequence[Any] = ()) -> dict:
@@ -46,10 +47,10 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
     pool, timesteps = random_sequence_dates(run)
     base = load_base_fcn(run)  # the FCN's run record: its normalisation, bands and class table
 
-    from helpers.fitting import early_stopping, fit_and_save, run_callbacks
-    from helpers.generators import RandomSequenceGenerator
-    from helpers.models import build_fcn_lstm
-    from helpers.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
+    from helpers.train.fitting import early_stopping, fit_and_save, run_callbacks
+    from helpers.train.generators import RandomSequenceGenerator
+    from helpers.train.models import build_fcn_lstm
+    from helpers.train.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
 
     # data: per batch, `timesteps` dates drawn from the pool (sorted), tiles present on all of them
     data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size}
@@ -74,7 +75,7 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
 
     # fit, save the model with its run record, score it on the test split
     summary = fit_and_save(run, model, train_data, val_data, callbacks, base.normaliser, pool)
-    evaluate_test_split(run, model)
+    evaluate_test_split(run, model, get_metrics_and_cm)
     return summary
 
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import InputError, run_cli
-from helpers.runs import newest_model
-from helpers.trainers import SCRIPTS
-from helpers.training import run_paths
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import InputError, run_cli
+from helpers.train.runs import newest_model
+from helpers.train.trainers import SCRIPTS
+from helpers.train.training import run_paths
 
 
 def _value(summary: dict, key: str) -> str:

@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import InputError, run_cli
-from helpers.run_record import add_model_arguments, model_spec
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import InputError, run_cli
+from helpers.train.run_record import add_model_arguments, model_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec = model_spec(args)
     config = load_config(args.config)
 
-    from helpers.classification import classify_model, select_combinations
+    from helpers.predict.classification import classify_model, select_combinations
 
     ks = select_combinations(config, args.combination)
     mode = "fast" if args.fast else "faithful"

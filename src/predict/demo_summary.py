@@ -15,14 +15,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import InputError, run_cli
-from helpers.io import write_text_atomic
-from helpers.paths import resolve_from_root
-from helpers.reports import change_report_paths, report_dir, report_paths
-from helpers.runs import newest_model
-from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import InputError, run_cli
+from helpers.core.io import write_text_atomic
+from helpers.core.paths import resolve_from_root
+from helpers.predict.reports import change_report_paths, report_dir, report_paths
+from helpers.train.runs import newest_model
+from helpers.train.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
 
 COLUMNS = ("model", "OA", "kappa", "F1 grassland", "F1 farmland", "robust change", "change precision",
            "change recall")
@@ -48,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
 
-    from helpers.classification import output_dir
+    from helpers.predict.classification import output_dir
 
     rows, plots = [], []
     for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT):

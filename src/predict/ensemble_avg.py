@@ -15,10 +15,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import run_cli
-from helpers.runs import parse_runs
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import run_cli
+from helpers.train.runs import parse_runs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs = parse_runs(args.runs)
     config = load_config(args.config)
 
-    from helpers.evaluation import evaluate_ensemble
+    from helpers.predict.evaluation import evaluate_ensemble
 
     evaluate_ensemble(args.model_name, runs, args.split, config=config)
     return 0

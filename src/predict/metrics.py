@@ -6,7 +6,7 @@ raw and normalised) and metrics.json for the test split; --split valid writes
 {RUN}_valid_log.txt, {RUN}_valid_confusion_matrix*.png/pdf and metrics_valid.json beside them,
 never over them. The level, bands, class table and normalisation are the run's (its record);
 the study area must have ground truth. From Python (for example at the end of a training
-script): ``helpers.evaluation.get_metrics_and_cm(run, split="test", model=model, config=config)``.
+script): ``helpers.predict.evaluation.get_metrics_and_cm(run, split="test", model=model, config=config)``.
 """
 
 import argparse
@@ -16,11 +16,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import helpers.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
-from helpers.config import load_config
-from helpers.errors import run_cli
-from helpers.evaluation import get_metrics_and_cm  # the library function; scripts import it from helpers.evaluation
-from helpers.run_record import add_model_arguments, model_spec
+import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
+from helpers.core.config import load_config
+from helpers.core.errors import run_cli
+from helpers.predict.evaluation import (
+    get_metrics_and_cm,  # the library function; scripts import it from helpers.predict.evaluation
+)
+from helpers.train.run_record import add_model_arguments, model_spec
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -34,8 +34,8 @@ from study_area import (
 )
 from test_pipeline_scripts import Setup, assert_clean_failure, file_hashes, ok, run_script
 
-from helpers import freshness, pipeline
-from helpers.config import L1C_BANDS, SPLITS
+from helpers.core.config import L1C_BANDS, SPLITS
+from helpers.data import freshness, pipeline
 
 REFERENCE = TRAINING_DATES[-1]
 LOCAL_CRS = 'LOCAL_CS["arbitrary",UNIT["metre",1]]'
@@ -328,9 +328,9 @@ def test_an_interrupted_folder_swap_leaves_no_summary_and_is_rebuilt(study_area:
     config, date_dir = processed_date(study_area)
     before = tile_folders(config, REFERENCE)
     summary = config.tiles_summary_path(REFERENCE, "L1C")
-    import helpers.io
+    import helpers.core.io
 
-    real_replace = helpers.io.os.replace
+    real_replace = helpers.core.io.os.replace
     calls = []
 
     def replace(source, target):
@@ -339,10 +339,10 @@ def test_an_interrupted_folder_swap_leaves_no_summary_and_is_rebuilt(study_area:
             raise KeyboardInterrupt
         real_replace(source, target)
 
-    monkeypatch.setattr(helpers.io.os, "replace", replace)
+    monkeypatch.setattr(helpers.core.io.os, "replace", replace)
     with pytest.raises(KeyboardInterrupt):
         pipeline.split_into_tiles(config, REFERENCE, "L1C", "TRAIN", force=True, say=quiet)
-    monkeypatch.setattr(helpers.io.os, "replace", real_replace)
+    monkeypatch.setattr(helpers.core.io.os, "replace", real_replace)
     assert not summary.exists()
     assert not freshness.record_path(config.processed_dir, summary).exists()
     assert not [p for p in date_dir.iterdir() if p.name.startswith(".")]

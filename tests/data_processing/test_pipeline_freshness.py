@@ -15,8 +15,8 @@ import pytest
 from shapely.geometry import Polygon
 from study_area import GRID_OFFSET, GRID_PX, NEW_DATES, TRAINING_DATES, StudyArea, scene_xy, write_aoi
 
-from helpers import freshness, pipeline
-from helpers.config import Config
+from helpers.core.config import Config
+from helpers.data import freshness, pipeline
 
 RECORDS = ".fingerprints"
 NEW = NEW_DATES[0]

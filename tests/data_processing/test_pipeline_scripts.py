@@ -42,9 +42,9 @@ from study_area import (
     write_vector,
 )
 
-from helpers import pipeline
-from helpers.config import L1C_BANDS, SPLITS
-from helpers.paths import REPO_ROOT
+from helpers.core.config import L1C_BANDS, SPLITS
+from helpers.core.paths import REPO_ROOT
+from helpers.data import pipeline
 
 SCRIPTS = REPO_ROOT / "src" / "data_processing"
 SIZE, STRIDE, PREDICTION_STRIDE = 8, 9, 4

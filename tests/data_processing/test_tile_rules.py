@@ -28,9 +28,9 @@ from study_area import (
     write_gt,
 )
 
-from helpers import pipeline
-from helpers.config import SPLITS
-from helpers.errors import InputError
+from helpers.core.config import SPLITS
+from helpers.core.errors import InputError
+from helpers.data import pipeline
 
 SIZE, STRIDE = 8, 9
 REFERENCE = TRAINING_DATES[-1]

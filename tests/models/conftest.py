@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from training_helpers import quiet, write_config
 
-from helpers import pipeline
-from helpers.config import Config, load_config
-from helpers.demo_data import generate_demo
+from helpers.data import pipeline
+from helpers.core.config import Config, load_config
+from helpers.demo.demo_data import generate_demo
 
 
 @pytest.fixture(scope="session")

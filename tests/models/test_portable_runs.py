@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from training_helpers import TINY, TINY_LSTM, assert_one_line_error, config_variant, files_under, quiet, run_script
 
-from helpers.config import Config, load_config
-from helpers.run_record import RECORD_MEMBER, load_run
-from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT
+from helpers.core.config import Config, load_config
+from helpers.train.run_record import RECORD_MEMBER, load_run
+from helpers.train.trainers import FCN_SCRIPT, FIXED_SCRIPT
 from models import baseline_cnn, lstm_fixed_seq
 
 
@@ -81,7 +81,7 @@ def test_a_base_trained_with_another_class_table_is_refused(fcn_run: Path, area:
 def test_a_base_of_another_level_is_refused(fcn_run: Path, area: Config) -> None:
     area.models_root.mkdir(parents=True)
     shutil.copy2(fcn_run / "baseline_cnn_01.keras", area.models_root / "baseline_cnn_01.keras")
-    from helpers.errors import InputError
+    from helpers.core.errors import InputError
 
     with pytest.raises(InputError, match=r"was trained on L1C data, but the data are L2A"):
         lstm_fixed_seq.train(["--config", str(area.source), *TINY_LSTM, "--level", "L2A"], say=quiet)

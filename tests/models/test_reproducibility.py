@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 from training_helpers import TINY, TINY_LSTM
 
-from helpers.config import Config, load_config
-from helpers.models import load_model
-from helpers.paths import REPO_ROOT
+from helpers.core.config import Config, load_config
+from helpers.train.models import load_model
+from helpers.core.paths import REPO_ROOT
 
 _RUN_BOTH = """
 import sys

@@ -17,11 +17,11 @@ from training_helpers import (
     run_script,
 )
 
-from helpers.config import Config
-from helpers.errors import InputError
-from helpers.fitting import early_stopping
-from helpers.trainers import FCN_SCRIPT, start_run
-from helpers.training import FCN_BATCH, WIDTH
+from helpers.core.config import Config
+from helpers.core.errors import InputError
+from helpers.train.fitting import early_stopping
+from helpers.train.trainers import FCN_SCRIPT, start_run
+from helpers.train.training import FCN_BATCH, WIDTH
 from models import baseline_cnn, lstm_fixed_seq, lstm_random_seq
 
 

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from training_helpers import TINY, TINY_LSTM, assert_one_line_error, history, quiet, run_script, write_config
 
-from helpers.config import Config
-from helpers.errors import InputError
-from helpers.models import build_unet, is_sequence_model, load_model
-from helpers.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT, SCRIPTS
+from helpers.core.config import Config
+from helpers.core.errors import InputError
+from helpers.train.models import build_unet, is_sequence_model, load_model
+from helpers.train.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT, SCRIPTS
 from models import baseline_cnn, lstm_fixed_seq, lstm_random_seq
 
 SCRIPT_MODULES = {FIXED_SCRIPT: lstm_fixed_seq, RANDOM_SCRIPT: lstm_random_seq}

@@ -12,8 +12,8 @@ from typing import Any
 
 from study_area import apply_changes, dump_toml
 
-from helpers.config import Config, load_config
-from helpers.paths import REPO_ROOT
+from helpers.core.config import Config, load_config
+from helpers.core.paths import REPO_ROOT
 
 TINY = ["--width", "0.0625", "--batch-size", "8", "--steps", "5", "--val-steps", "1", "--seed", "3", "--quiet",
         "--no-eval"]

@@ -18,9 +18,9 @@ from runs_fixture import save_run, tiny_fcn
 from shapely.geometry import box
 from study_area import dump_toml
 
-from helpers.config import load_config
-from helpers.paths import REPO_ROOT
-from helpers.run_record import RecordClass
+from helpers.core.config import load_config
+from helpers.core.paths import REPO_ROOT
+from helpers.train.run_record import RecordClass
 
 TRANSFORM = Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5640000.0)
 SHAPE = (20, 30)

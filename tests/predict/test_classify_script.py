@@ -21,9 +21,9 @@ from scene_stacks import TRANSFORM as NEW_AREA_TRANSFORM
 from scene_stacks import write_stack
 from study_area import DELETE, dump_toml
 
-from helpers.config import L1C_BANDS, L2A_BANDS, load_config
-from helpers.paths import REPO_ROOT
-from helpers.run_record import RecordClass
+from helpers.core.config import L1C_BANDS, L2A_BANDS, load_config
+from helpers.core.paths import REPO_ROOT
+from helpers.train.run_record import RecordClass
 
 SCRIPT = REPO_ROOT / "src" / "predict" / "classify.py"
 DATES = ("20180330", "20180419", "20180529")
@@ -62,8 +62,8 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     import keras
 
-    from helpers.models import build_unet
-    from helpers.training import compile_model
+    from helpers.train.models import build_unet
+    from helpers.train.training import compile_model
 
     config = load_config(config_path)
     keras.utils.set_random_seed(11)

@@ -14,14 +14,14 @@ import pytest
 from runs_fixture import save_run
 from study_area import dump_toml
 
-from helpers import pipeline
-from helpers.config import L1C_BANDS, Config, load_config
-from helpers.demo_data import generate_demo
-from helpers.errors import run_cli
-from helpers.evaluation import evaluate_ensemble, get_metrics_and_cm
-from helpers.generators import Normaliser, load_tiles
-from helpers.paths import REPO_ROOT
-from helpers.scoring import score
+from helpers.core.config import L1C_BANDS, Config, load_config
+from helpers.core.errors import run_cli
+from helpers.core.paths import REPO_ROOT
+from helpers.data import pipeline
+from helpers.demo.demo_data import generate_demo
+from helpers.predict.evaluation import evaluate_ensemble, get_metrics_and_cm
+from helpers.predict.scoring import score
+from helpers.train.generators import Normaliser, load_tiles
 from predict import ensemble_avg, metrics
 
 SCRIPTS = REPO_ROOT / "src" / "predict"
@@ -51,7 +51,7 @@ def write_config(folder: Path) -> Path:
 
 
 def _save(model, config: Config, name: str, bands: tuple[str, ...] = L1C_BANDS) -> None:
-    from helpers.training import compile_model
+    from helpers.train.training import compile_model
 
     compile_model(model, config, 1e-3)
     save_run(model, config, name, mean=MEAN[:len(bands)], std=STD[:len(bands)], bands=bands)
@@ -73,7 +73,7 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Config:
     """A 168x168 px demo area with test tiles, two tiny FCN runs, a tiny FCN+LSTM and a 12-band FCN."""
     import keras
 
-    from helpers.models import build_fcn_lstm, build_unet
+    from helpers.train.models import build_fcn_lstm, build_unet
 
     folder = tmp_path_factory.mktemp("metrics_area")
     config = load_config(write_config(folder))

@@ -1,0 +1,1 @@
+"""Prediction: scoring and reports, the scene pass, classification and change detection."""

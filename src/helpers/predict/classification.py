@@ -1,0 +1,407 @@
+"""Full-scene classification of the new dates of a study area (SPEC §7, ``classify.py``).
+
+Loads a trained run (or the runs of an ensemble) through its record
+(:func:`helpers.train.run_record.load_runs`: a run name in the config's ``models/`` or a model file or
+run folder anywhere), checks that it fits the study area (level, bands, class table) and every
+input before anything is written, runs :func:`helpers.predict.sliding_windows.predict_scene` over all
+requested date combinations at once and writes, block by block, per combination the
+probability map, the class map (argmax + 1, 0 outside the area), the confidence (max
+probability) and a PNG preview in the class colours of the run. Outputs are named by the run
+(or ensemble) and written under the current study area's data root, wherever the model came
+from; no ground truth is needed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from rasterio.windows import Window
+
+from helpers.core.config import LEVEL_BANDS, Config
+from helpers.core.errors import InputError
+from helpers.core.grid import check_same_grid, grid_of_raster
+from helpers.core.io import create_raster, open_raster, read_raster, write_json_atomic
+from helpers.predict.previews import write_class_png
+from helpers.predict.sliding_windows import (
+    AREA_LAYERS,
+    MODES,
+    ArrayFn,
+    SceneBlock,
+    WindowModel,
+    buffer_rows,
+    default_batch_size,
+    plan_axis,
+    predict_scene,
+    renormalised,
+    window_geometry,
+)
+from helpers.train.run_record import ModelSpec, RunSet, load_runs
+
+if TYPE_CHECKING:
+    from helpers.train.normalisation import Normaliser
+
+OUTPUT_BUFFER_BYTES = 1 << 30
+"""Largest probability buffer of one pass; more combinations are split into several passes."""
+
+
+# ---------------------------------------------------------------------- maps
+def class_and_confidence(probabilities: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class map (argmax + 1, uint8, 0 outside the area) and confidence (max probability, 0 outside)."""
+    classes = (np.argmax(probabilities, axis=0) + 1).astype(np.uint8)
+    classes[~area] = 0
+    confidence = probabilities.max(axis=0).astype(np.float32, copy=False)
+    confidence[~area] = 0.0
+    return classes, confidence
+
+
+# ---------------------------------------------------------------------- Keras models
+def _keras_predict(model: Any) -> ArrayFn:
+    def predict(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict_on_batch(batch))
+
+    return predict
+
+
+def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> WindowModel:
+    """A saved FCN or FCN + ConvLSTM as a :class:`WindowModel` for ``window``-px windows.
+
+    A sequence model is split into its per-date FCN logits and its ConvLSTM head
+    (:func:`helpers.train.models.split_sequence_model`), so that a date shared by several
+    combinations goes through the FCN once.
+    """
+    from helpers.train.models import is_sequence_model, split_sequence_model
+
+    if not is_sequence_model(model):
+        return WindowModel.fcn(_keras_predict(model), normaliser)
+    logits, head_for = split_sequence_model(model, window)
+
+    def combine(features: np.ndarray) -> np.ndarray:
+        return renormalised(head_for(features.shape[1]).predict_on_batch(features))
+
+    return WindowModel(_keras_predict(logits), combine, normaliser)
+
+
+# ---------------------------------------------------------------------- a model of a study area
+@dataclass
+class CombinationResult:
+    """What classifying one date combination gave.
+
+    Attributes:
+        seconds: This combination's share of its pass (the pass time over the combinations
+            classified in it).
+    """
+
+    k: int
+    dates: tuple[str, ...]
+    seconds: float
+    pixels: int
+    files: dict[str, Path] = field(default_factory=dict)
+    agreement: float | None = None
+
+
+def output_dir(config: Config, model_name: str) -> Path:
+    """Folder of a model's classification outputs."""
+    return config.processed_dir / "classified" / model_name
+
+
+def select_combinations(config: Config, which: str | int) -> list[int]:
+    """Combination numbers (0-based, as the original's classify.py) from ``"all"`` or a number."""
+    count = len(config.combinations)
+    if count == 0:
+        raise InputError(f"{config.source}: no date combinations configured (dates.combinations)")
+    if str(which).lower() == "all":
+        return list(range(count))
+    try:
+        k = int(which)
+    except ValueError:
+        raise InputError(f"combination '{which}' is neither a number nor 'all'") from None
+    if not 0 <= k < count:
+        raise InputError(f"combination {k} does not exist (the config has 0..{count - 1})")
+    return [k]
+
+
+def check_stacks(config: Config, ks: Sequence[int], level: str, bands: Sequence[str]) -> dict[str, Path]:
+    """The NEW stack of every date of the combinations; all present, on one grid, with the model's bands.
+
+    Args:
+        config: The study area.
+        ks: Combination numbers.
+        level: The run's processing level (its stacks are read, whatever the config's level).
+        bands: The band names the model takes, in order.
+
+    Raises:
+        InputError: Naming the first missing or unfitting stack and the step to run.
+    """
+    stacks: dict[str, Path] = {}
+    for k in ks:
+        for date in config.combinations[k]:
+            path = config.merged_path(date, level, "NEW")
+            if not path.is_file():
+                others = [other for other in LEVEL_BANDS if other != level
+                          and config.merged_path(date, other, "NEW").is_file()]
+                hint = (f" (the model was trained on {level} data, the area has {others[0]} stacks: use a "
+                        f"{others[0]} model or process the {level} products)") if others else ""
+                raise InputError(f"{path}: no NEW stack for date {date} of combination {k}; run "
+                                 f"src/data_processing/08b_process_new_batch.py (or 04_merge_tifs.py {date} {level} "
+                                 f"NEW) first{hint}")
+            stacks[date] = path
+    first = next(iter(stacks.values()))
+    grid = grid_of_raster(first)
+    n_bands = len(bands)
+    for path in stacks.values():
+        check_same_grid(path, grid, first)
+        with open_raster(path) as src:
+            count, names = src.count, list(src.descriptions)
+        if all(names):  # the pipeline names every layer: bands, then area / extra_area
+            found = [n for n in names if n.lower() not in AREA_LAYERS]
+            if found != list(bands):
+                raise InputError(f"{path}: bands {', '.join(found)}, but the model takes {', '.join(bands)} "
+                                 "(model and data do not match)")
+            found_count = len(found)
+        else:
+            found_count = n_bands if count > n_bands else count
+        if found_count != n_bands or count <= n_bands:
+            raise InputError(f"{path}: {found_count} bands (+ {count - found_count} area layers), but the model takes "
+                             f"{n_bands} bands followed by an area layer (model and data do not match)")
+    return stacks
+
+
+def saved_model_bands(path: Path) -> int | None:
+    """Input bands of a saved ``.keras`` model read from its config, without loading Keras.
+
+    Returns:
+        The last axis of the first input layer, or None if the archive does not say.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    stack: list[Any] = [config]
+    while stack:
+        node = stack.pop(0)
+        if isinstance(node, dict):
+            if node.get("class_name") == "InputLayer":
+                shape = (node.get("config") or {}).get("batch_shape")
+                return int(shape[-1]) if shape and isinstance(shape[-1], int) else None
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return None
+
+
+@dataclass
+class LoadedModels:
+    """A run or the runs of an ensemble, loaded and checked against their records and the data."""
+
+    runs: RunSet
+    models: list[Any]
+    sequence: bool
+
+    @property
+    def name(self) -> str:
+        """The name outputs are written under."""
+        return self.runs.name
+
+    @property
+    def n_classes(self) -> int:
+        """Number of model outputs (the run's class table)."""
+        return len(self.runs.first.classes)
+
+    def window_models(self, window: int) -> list[WindowModel]:
+        """Every member as a :class:`WindowModel` for ``window``-px windows."""
+        return [keras_window_model(m, window, r.normaliser) for m, r in zip(self.models, self.runs.members,
+                                                                              strict=True)]
+
+
+def load_models(runs: RunSet) -> LoadedModels:
+    """Load the models of a run (or an ensemble's runs) and check them against their records.
+
+    Raises:
+        InputError: A model whose band count differs from its record (before Keras is imported),
+            or whose class count differs, or an ensemble mixing FCN and sequence models.
+    """
+    for record in runs.members:  # a mismatch is reported before Keras is even imported
+        saved_bands = saved_model_bands(record.model_path)
+        if saved_bands is not None and saved_bands != len(record.bands):
+            raise InputError(f"{record.model_path}: the model takes {saved_bands} bands, its run record lists "
+                             f"{len(record.bands)} (model and record do not belong together)")
+    from helpers.train.models import is_sequence_model
+
+    models = [record.load_model() for record in runs.members]
+    kinds = {is_sequence_model(m) for m in models}
+    if len(kinds) > 1:
+        raise InputError(f"ensemble '{runs.name}' mixes FCN and sequence models ({', '.join(runs.member_names)})")
+    return LoadedModels(runs, models, kinds.pop())
+
+
+def group_combinations(ks: Sequence[int], bytes_per_combination: int,
+                       budget: int = OUTPUT_BUFFER_BYTES) -> list[list[int]]:
+    """Split combinations into passes whose probability buffers stay within ``budget`` bytes."""
+    size = max(1, budget // max(1, bytes_per_combination))
+    return [list(ks[i: i + size]) for i in range(0, len(ks), size)]
+
+
+def output_files(out_dir: Path, name: str, k: int) -> dict[str, Path]:
+    """The files classify.py writes for combination ``k`` of a model: maps and preview."""
+    stem = f"{name}_combination_{k}"
+    return {"probabilities": out_dir / f"{stem}_probabilities.tif", "class": out_dir / f"{stem}_class.tif",
+            "confidence": out_dir / f"{stem}_confidence.tif", "preview": out_dir / f"{stem}_class.png"}
+
+
+def _block_window(block: SceneBlock) -> Window:
+    return Window(0, block.row, block.area.shape[1], block.area.shape[0])
+
+
+def classify_model(
+    config: Config,
+    model: ModelSpec,
+    ks: Sequence[int],
+    mode: str = "faithful",
+    batch_size: int | None = None,
+    progress: bool | None = False,
+    compare: bool = False,
+    say: Callable[[str], None] = print,
+) -> list[CombinationResult]:
+    """Classify date combinations of a study area with a trained run and write the maps.
+
+    All combinations are classified in one pass over the scene (each date's per-date part
+    computed once per window), split into several passes only if their buffers would exceed
+    :data:`OUTPUT_BUFFER_BYTES`. Writes, under ``{processed}/classified/{model}/`` of this
+    config, per combination ``{model}_combination_{k}_`` + ``probabilities.tif`` /
+    ``class.tif`` / ``confidence.tif`` / ``class.png``, and updates
+    ``{model}_classification.json``. The level, bands, class names and colours, normalisation
+    and faithful window size are the run's (its record); ground truth is not needed.
+
+    Args:
+        config: The study area whose NEW stacks are classified.
+        model: A run name in the config's models folder (a plain ``str``; an ensemble
+            ``{base}_ensemble_{runs}`` of saved runs ``{base}_{NN}`` has its maps averaged), or a
+            ``Path`` to a ``.keras`` file or run folder anywhere.
+        ks: Combination numbers (0-based).
+        mode: ``"faithful"`` or ``"fast"``.
+        batch_size: Windows per model call (default: about 2**18 input pixels per call).
+        progress: Progress bar (None: only on a terminal).
+        compare: In fast mode, also classify in faithful mode (not written) and report the
+            pixel agreement of the class maps.
+        say: Where to print progress lines.
+
+    Returns:
+        One result per combination.
+
+    Raises:
+        InputError: Unknown, unplain or damaged run; a run whose level, bands or class table
+            do not fit the study area; missing or unfitting NEW stacks. Nothing is written then.
+    """
+    if mode not in MODES:
+        raise InputError(f"unknown mode '{mode}' (use one of {MODES})")
+    if batch_size is not None and batch_size < 1:
+        raise InputError(f"batch size must be positive, got {batch_size}")
+    runs = load_runs(model, config)  # before any stack is looked at
+    record = runs.first
+    level = runs.check_fits(config)
+    if not 0 < config.prediction_stride <= record.tile_size:
+        raise InputError(f"{config.source}: config key 'tiling.prediction_stride': {config.prediction_stride} "
+                         f"leaves no window centre in the {record.tile_size}-px windows of model '{record.name}'")
+    n_bands = len(record.bands)
+    stacks = check_stacks(config, ks, level, record.bands)
+    loaded = load_models(runs)
+    name, n_classes = loaded.name, loaded.n_classes
+    first = stacks[config.combinations[ks[0]][0]]
+    with open_raster(first) as src:
+        grid = {"crs": src.crs, "transform": src.transform}
+        shape = (src.height, src.width)
+    colours = record.colours
+    descriptions = [next((c.name for c in record.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
+    out_dir = output_dir(config, name)
+    window_models: dict[int, list[WindowModel]] = {}
+
+    def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
+        window, margin = window_geometry(run_mode, record.tile_size, config.prediction_stride, shape)
+        if window not in window_models:
+            window_models[window] = loaded.window_models(window)
+        dates = sorted({d for k in group for d in config.combinations[k]})
+        combos = [[dates.index(d) for d in sorted(config.combinations[k])] for k in group]
+        blocks = predict_scene(window_models[window], [stacks[d] for d in dates], combos, n_bands, n_classes,
+                               window, margin, batch_size, progress)
+        return blocks, window, margin
+
+    window, margin = window_geometry(mode, record.tile_size, config.prediction_stride, shape)
+    batch = batch_size or default_batch_size(window, len(stacks))
+    n_cols = len(plan_axis(shape[1], window, margin).starts)
+    per_combination = n_classes * buffer_rows(window, n_cols, batch) * shape[1] * 4
+    summary_path = out_dir / f"{name}_classification.json"
+    summary: dict[str, Any] = {"model": name, "members": runs.member_names,
+                               "model_files": [str(r.model_path) for r in runs.members], "level": level,
+                               "sequence": loaded.sequence, "combinations": {}}
+    if summary_path.is_file():
+        with contextlib.suppress(json.JSONDecodeError, AttributeError):  # a damaged summary is rewritten
+            summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
+    results = []
+    for group in group_combinations(list(ks), per_combination):
+        files = {k: output_files(out_dir, name, k) for k in group}
+        started = time.perf_counter()
+        blocks, window, margin = run(group, mode)
+        with contextlib.ExitStack() as outputs:
+            writers = {}
+            for k in group:
+                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(config.combinations[k]))}
+                writers[k] = [outputs.enter_context(create_raster(files[k][kind], shape, count, dtype, grid, names,
+                                                                  tags))
+                              for kind, count, dtype, names in (("probabilities", n_classes, "float32", descriptions),
+                                                                ("class", 1, "uint8", ["class"]),
+                                                                ("confidence", 1, "float32", ["confidence"]))]
+            for block in blocks:
+                where = _block_window(block)
+                for index, k in enumerate(group):
+                    probabilities = block.probabilities[index]
+                    classes, confidence = class_and_confidence(probabilities, block.area)
+                    writers[k][0].write(probabilities, window=where)
+                    writers[k][1].write(classes, 1, window=where)
+                    writers[k][2].write(confidence, 1, window=where)
+        seconds = time.perf_counter() - started
+        for k in group:
+            write_class_png(files[k]["preview"], read_raster(files[k]["class"], 1)[0], colours)
+        agreements = _agreements(run(group, "faithful")[0], group, files) if compare and mode == "fast" else {}
+        for k in group:
+            dates = tuple(sorted(config.combinations[k]))
+            share = seconds / len(group)
+            result = CombinationResult(k, dates, share, shape[0] * shape[1], files[k], agreements.get(k))
+            entry: dict[str, Any] = {"mode": mode, "window": window, "margin": margin, "dates": list(dates),
+                                     "seconds": round(share, 3), "pixels_per_second": round(result.pixels / share, 1),
+                                     "pass_seconds": round(seconds, 3), "combinations_in_pass": len(group)}
+            line = f"combination {k} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
+            if result.agreement is not None:
+                entry["agreement_with_faithful"] = round(result.agreement, 6)
+                line += f", agreement with faithful {100 * result.agreement:.2f} %"
+            summary["combinations"][str(k)] = entry
+            results.append(result)
+            say(line)
+        write_json_atomic(summary_path, summary)
+    if len(results) > 1:
+        say(f"{len(results)} combinations of {len(stacks)} dates classified together: each date is predicted once "
+            f"per window{' by each run of the ensemble' if len(runs.members) > 1 else ''}")
+    return results
+
+
+def _agreements(blocks: Iterable[SceneBlock], group: list[int], files: dict[int, dict[str, Path]]) -> dict[int, float]:
+    """Per combination, the share of area pixels where the blocks' class maps equal the written ones."""
+    same = dict.fromkeys(group, 0)
+    inside = 0
+    with contextlib.ExitStack() as opened:
+        written = {k: opened.enter_context(open_raster(files[k]["class"])) for k in group}
+        for block in blocks:
+            inside += int(block.area.sum())
+            for index, k in enumerate(group):
+                classes, _ = class_and_confidence(block.probabilities[index], block.area)
+                stored = written[k].read(1, window=_block_window(block))
+                same[k] += int(np.count_nonzero((classes == stored) & block.area))
+    return {k: (same[k] / inside if inside else 1.0) for k in group}

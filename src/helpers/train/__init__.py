@@ -1,0 +1,1 @@
+"""Training: tile cache, normalisation, augmentation, generators, models, losses, runs and records."""
