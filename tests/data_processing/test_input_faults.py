@@ -32,7 +32,7 @@ from study_area import (
     zip_product,
     zip_product_stored,
 )
-from test_pipeline_scripts import Setup, assert_clean_failure, file_hashes, ok, run_script
+from test_pipeline_scripts import Setup, assert_clean_failure, check_fails_cleanly, file_hashes, ok, run_script
 
 from helpers.core.config import L1C_BANDS, SPLITS
 from helpers.data import freshness, pipeline
@@ -229,13 +229,7 @@ FAULTS: dict[str, Setup] = {
 
 @pytest.mark.parametrize("case", list(FAULTS))
 def test_fault_fails_cleanly(case: str, study_area: StudyArea) -> None:
-    command, config, names = FAULTS[case](study_area)
-    raw_before = file_hashes(study_area.raw)
-    processed_before = file_hashes(study_area.processed)
-    result = run_script(*command, config=config)
-    assert_clean_failure(result, *names)
-    assert file_hashes(study_area.processed) == processed_before, "the failing step wrote something"
-    assert file_hashes(study_area.raw) == raw_before
+    check_fails_cleanly(FAULTS[case], study_area)
 
 
 def test_dbf_of_another_layer_fails_cleanly(study_area: StudyArea, tmp_path: Path) -> None:

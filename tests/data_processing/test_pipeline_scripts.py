@@ -533,15 +533,20 @@ BAD_INPUTS: dict[str, Setup] = {
 }
 
 
-@pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_bad_input_fails_cleanly(case: str, study_area: StudyArea) -> None:
-    command, config, names = BAD_INPUTS[case](study_area)
+def check_fails_cleanly(setup: Setup, study_area: StudyArea) -> None:
+    """Break the area, run the command: one error line naming the inputs, nothing written, raw unchanged."""
+    command, config, names = setup(study_area)
     raw_before = file_hashes(study_area.raw)
     processed_before = file_hashes(study_area.processed)
     result = run_script(*command, config=config)
     assert_clean_failure(result, *names)
     assert file_hashes(study_area.processed) == processed_before, "the failing step wrote something"
     assert file_hashes(study_area.raw) == raw_before
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_fails_cleanly(case: str, study_area: StudyArea) -> None:
+    check_fails_cleanly(BAD_INPUTS[case], study_area)
 
 
 # ---------------------------------------------------------------------- classification-only study area
