@@ -8,6 +8,7 @@ A run is saved only when it finished: the model goes to a staged file, its run r
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -35,8 +36,83 @@ def early_stopping(run: TrainingRun, min_delta: float, baseline: float | None) -
         min_delta: Smallest improvement that counts.
         baseline: Value to reach within the patience (None: none).
     """
-    return keras.callbacks.EarlyStopping(monitor=f"val_{run.monitor}", mode="max", min_delta=min_delta,
-                                         patience=run.patience, baseline=baseline, restore_best_weights=True)
+    return ResumableEarlyStopping(run.paths.backup, monitor=f"val_{run.monitor}", mode="max", min_delta=min_delta,
+                                  patience=run.patience, baseline=baseline, restore_best_weights=True)
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """Keras' early stopping whose state survives an interruption, so ``--resume`` ends as an uninterrupted run.
+
+    ``BackupAndRestore`` restores the weights, the optimiser and the epoch, but not the early
+    stopping's counter, best value and best weights: a resumed run used to start counting its
+    patience afresh and to keep the best weights seen after the resume. After every epoch the
+    state is written into the run's backup folder (``early_stopping_{epoch}.json`` and the best
+    weights as ``early_stopping_best_{epoch}.npz``); at the first epoch of a resumed run the state
+    of the epoch before it is read back. The backup folder is removed when the run finishes.
+
+    Args:
+        state_dir: The run's backup folder.
+        **kwargs: :class:`keras.callbacks.EarlyStopping` arguments.
+    """
+
+    def __init__(self, state_dir: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.state_dir = Path(state_dir)
+        self._first_epoch = True
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        self._first_epoch = True
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if self._first_epoch and epoch > 0:
+            self._restore(epoch - 1)
+        self._first_epoch = False
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        super().on_epoch_end(epoch, logs)
+        self._save(epoch)
+
+    def _state_file(self, epoch: int) -> Path:
+        return self.state_dir / f"early_stopping_{epoch}.json"
+
+    def _weights_file(self, epoch: int) -> Path:
+        return self.state_dir / f"early_stopping_best_{epoch}.npz"
+
+    def _save(self, epoch: int) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if self.best_weights is not None and not self._weights_file(self.best_epoch).is_file():
+            staged = self.state_dir / f".early_stopping_best_{self.best_epoch}.{os.getpid()}.npz"
+            np.savez(staged, *self.best_weights)
+            os.replace(staged, self._weights_file(self.best_epoch))
+        best = None if self.best is None else float(self.best)
+        write_json_atomic(self._state_file(epoch), {"epoch": epoch, "wait": self.wait, "best": best,
+                                                    "best_epoch": self.best_epoch,
+                                                    "stopped_epoch": self.stopped_epoch})
+        keep = {self._state_file(epoch).name, self._state_file(epoch - 1).name,
+                self._weights_file(self.best_epoch).name, self._weights_file(self._previous_best(epoch)).name}
+        for old in self.state_dir.glob("early_stopping_*"):
+            if old.name not in keep:
+                old.unlink(missing_ok=True)
+
+    def _previous_best(self, epoch: int) -> int:
+        previous = self._state_file(epoch - 1)
+        if previous.is_file():
+            return int(json.loads(previous.read_text(encoding="utf-8"))["best_epoch"])
+        return self.best_epoch
+
+    def _restore(self, epoch: int) -> None:
+        state_file = self._state_file(epoch)
+        if not state_file.is_file():
+            return  # a backup from before this version: patience counts from the resume
+        state = json.loads(state_file.read_text(encoding="utf-8"))
+        self.wait, self.best_epoch = int(state["wait"]), int(state["best_epoch"])
+        self.stopped_epoch = int(state["stopped_epoch"])
+        self.best = state["best"]
+        weights = self._weights_file(self.best_epoch)
+        if self.restore_best_weights and weights.is_file():
+            with np.load(weights) as stored:
+                self.best_weights = [stored[f"arr_{i}"] for i in range(len(stored.files))]
 
 
 def run_callbacks(run: TrainingRun) -> list[keras.callbacks.Callback]:
