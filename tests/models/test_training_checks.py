@@ -87,8 +87,8 @@ def test_an_fcn_without_dates_names_the_key(area: Config) -> None:
 def test_training_needs_ground_truth(area: Config) -> None:
     no_gt = config_variant(area, "no_gt.toml", {"ground_truth.file": DELETE})
     for script in (baseline_cnn, lstm_fixed_seq, lstm_random_seq):
-        with pytest.raises(InputError, match=rf"^training needs ground truth: {no_gt.source} has no "
-                                             r"ground_truth\.file$"):
+        with pytest.raises(InputError, match=rf"^{no_gt.source} has no ground_truth\.file; training needs "
+                                             r"ground truth \(a classification-only study area\)$"):
             script.train(["--config", str(no_gt.source), "--quiet"], say=quiet)
     assert not files_under(area.models_root)
 

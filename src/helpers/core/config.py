@@ -115,6 +115,19 @@ class Config:
         """False for a classification-only study area (no ``ground_truth.file``)."""
         return self.gt_file is not None
 
+    def require_ground_truth(self, what: str) -> None:
+        """Refuse, in one line, work that needs ground truth on a classification-only study area.
+
+        Args:
+            what: What needs it (``step 02``, ``training``, ``metrics.py`` ...), named in the message.
+
+        Raises:
+            InputError: ``<config> has no ground_truth.file; <what> needs ground truth ...``.
+        """
+        if not self.has_ground_truth:
+            raise InputError(f"{self.source} has no ground_truth.file; {what} needs ground truth (a "
+                             "classification-only study area)")
+
     # ------------------------------------------------------------------ derived values
     @property
     def tile_stride(self) -> int:

@@ -37,7 +37,6 @@ from helpers.data.pipeline_base import (
     check_use,
     fingerprint,
     is_current,
-    need_ground_truth,
     print_line,
     record,
     reference_scene,
@@ -123,7 +122,7 @@ def rasterize_shapefile(config: Config, level: str | None = None, force: bool = 
     """Step 02: burn the GT class attribute onto the scene grid (``gt_rasterized.tif``)."""
     level = config.check_level(level)
     out = config.gt_rasterized_path
-    need_ground_truth(config, "step 02")
+    config.require_ground_truth("step 02")
     say(f"[02] rasterize ground truth {config.gt_file.name} ('{config.gt_attribute}')")
     values = {"ground_truth.attribute": config.gt_attribute, "classes": _class_table(config),
               "sentinel.crs": config.crs, "sentinel.resolution": config.resolution}
@@ -150,7 +149,7 @@ def restrict_water_area(config: Config, level: str | None = None, force: bool = 
                         say: Say = print_line) -> StepResult:
     """Step 02b: NDWI shoreline masking for the threshold sweep; the configured one becomes ``gt.tif``."""
     level = config.check_level(level)
-    need_ground_truth(config, "step 02b")
+    config.require_ground_truth("step 02b")
     say(f"[02b] restrict water area by NDWI over {len(config.water_dates)} images")
     values = {"sentinel.level": level, "water_mask.thresholds": config.water_thresholds,
               "water_mask.threshold": config.water_threshold, "water_mask.dates": config.water_dates,
@@ -275,7 +274,7 @@ def merge_tifs(config: Config, date: str, level: str | None, use: str, force: bo
     out = config.merged_path(date, level, use)
     say(f"[04] merge {date} {level} {use}")
     if use == "TRAIN":
-        need_ground_truth(config, "step 04 TRAIN")
+        config.require_ground_truth("step 04 TRAIN")
     current = merge_fingerprint(config, date, level, use)
     if up_to_date(config, out, current, force, say):
         return StepResult(out, True)
@@ -396,7 +395,7 @@ def full_pipeline(config: Config, date: str, level: str | None, use: str, force:
     level = config.check_level(level)
     use = check_use(use)
     if use == "TRAIN":
-        need_ground_truth(config, "step 07 TRAIN")
+        config.require_ground_truth("step 07 TRAIN")
     if not prepared:
         check_run_inputs(config, [*shared_dates(config), date], level)
         fresh = fresh | prepare_ground_truth(config, level, False, say, progress, method)
@@ -418,7 +417,7 @@ def process_batch(config: Config, dates: Sequence[str], level: str | None, use: 
     level = config.check_level(level)
     use = check_use(use)
     if use == "TRAIN":
-        need_ground_truth(config, "step 08a")
+        config.require_ground_truth("step 08a")
     if not dates:
         raise InputError(f"{config.source}: no dates configured for {use}")
     check_run_inputs(config, [*shared_dates(config), *dates], level)

@@ -52,18 +52,6 @@ def check_use(use: str) -> str:
     return canonical
 
 
-def need_ground_truth(config: Config, what: str) -> None:
-    """Fail in one line when a step that needs GT runs on a classification-only study area.
-
-    Args:
-        config: The study area.
-        what: The step, e.g. ``step 02``.
-    """
-    if not config.has_ground_truth:
-        raise InputError(f"{config.source}: {what} needs ground truth, but the config has no ground_truth.file "
-                         f"(a classification-only study area)")
-
-
 def study_area(config: Config) -> tuple[BaseGeometry, SceneGrid]:
     """The AOI in the target CRS and the study area's 10 m grid (its bounds snapped outwards)."""
     aoi = read_area_of_interest(config.aoi_file, config.crs)

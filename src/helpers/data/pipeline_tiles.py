@@ -25,7 +25,6 @@ from helpers.data.pipeline_base import (
     StepResult,
     check_use,
     fingerprint,
-    need_ground_truth,
     print_line,
     record,
     reference_scene,
@@ -79,7 +78,7 @@ def save_all_tile_filenames(config: Config, level: str | None = None, force: boo
     level = config.check_level(level)
     out = config.tile_endings_path
     say(f"[05b] tile list of the reference date {config.reference}")
-    need_ground_truth(config, "step 05b")
+    config.require_ground_truth("step 05b")
     current = tile_list_fingerprint(config, level)
     if up_to_date(config, out, current, force, say):
         return StepResult(out, True)
@@ -134,7 +133,7 @@ def subset_split(config: Config, level: str | None = None, method: str | None = 
         raise InputError(f"unknown split method '{chosen}' (use random or block)")
     out = config.split_path
     say(f"[split] {chosen} split, seed {config.split_seed}")
-    need_ground_truth(config, "the subset split")
+    config.require_ground_truth("the subset split")
     if method and out.exists() and not force:
         existing = read_split(config)
         if existing["method"] != method:
@@ -188,7 +187,7 @@ def split_into_tiles(config: Config, date: str, level: str | None, use: str, for
         return _prediction_windows(config, date, level, force, say)
     summary_path = config.tiles_summary_path(date, level)
     say(f"[05] split {date} {level} into {config.tile_size}x{config.tile_size} tiles")
-    need_ground_truth(config, "step 05 TRAIN")
+    config.require_ground_truth("step 05 TRAIN")
     merged = require(config.merged_path(date, level, "TRAIN"), f"run 04_merge_tifs.py {date} {level} TRAIN first")
     if not config.split_path.exists():
         save_all_tile_filenames(config, level, say=say)

@@ -27,7 +27,6 @@ from helpers.predict.change_detection import (
     summarise,
 )
 from helpers.predict.classification import output_dir, output_files
-from helpers.predict.evaluation import require_ground_truth
 from helpers.predict.previews import write_class_png
 from helpers.predict.reports import change_report_paths
 from helpers.train.run_record import ModelSpec, load_runs
@@ -53,7 +52,7 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
         InputError: No ground truth in the config, an unknown or damaged run, a class table
             other than the config's, missing class maps or GT, grids that differ.
     """
-    require_ground_truth(config, "change_detection.py")
+    config.require_ground_truth("change_detection.py")
     runs = load_runs(model, config)
     runs.check_fits(config)
     name = runs.name

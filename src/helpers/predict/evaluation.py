@@ -183,17 +183,6 @@ def mean_softmax_predictions(models: Iterable[Callable[[], Any]],
 
 
 # ---------------------------------------------------------------------- checks
-def require_ground_truth(config: Config, what: str) -> None:
-    """Refuse a classification-only study area where the ground truth is needed.
-
-    Raises:
-        InputError: ``<config> has no ground_truth.file`` and what needed it.
-    """
-    if not config.has_ground_truth:
-        raise InputError(f"{config.source} has no ground_truth.file; {what} needs ground truth "
-                         "(use a study area with ground truth, or only classify.py here)")
-
-
 def check_model_fits(model: Any, record: RunRecord, config: Config) -> bool:
     """Check that a model of a run can be scored on the config's tiles; return whether it takes sequences.
 
@@ -280,7 +269,7 @@ def get_metrics_and_cm(model_name: ModelSpec, split: str = "test", model: Any = 
     """
     config = _config(config)
     _check_split(split)
-    require_ground_truth(config, "metrics.py")
+    config.require_ground_truth("metrics.py")
     record = load_run(model_name, config)
     level = record.check_fits(config)
     if model is None:
@@ -313,7 +302,7 @@ def evaluate_ensemble(base_name: str, runs: Sequence[int], split: str = "test",
     """
     config = _config(config)
     _check_split(split)
-    require_ground_truth(config, "ensemble_avg.py")
+    config.require_ground_truth("ensemble_avg.py")
     base = check_model_name(base_name)
     ensemble = ensemble_name(base, runs)
     records = check_same_kind([load_run(f"{base}_{n:02d}", config) for n in runs], ensemble)  # all before any work

@@ -174,15 +174,18 @@ def load_base_fcn(run: TrainingRun) -> RunRecord:
 
 
 def base_fcn_model(base: RunRecord, run: TrainingRun) -> Any:
-    """Load the base FCN (call it in the strategy's scope) and check that it is an FCN of the run's shape.
+    """Load the base FCN (call it in the strategy's scope) and check that it is an FCN.
+
+    Its bands and classes need no check here: :func:`load_base_fcn` checked the record against
+    the config, and :meth:`RunRecord.load_model` the model against its record.
 
     Raises:
-        InputError: If the file holds a sequence model or one of other bands or classes.
+        InputError: If the file holds a sequence model.
     """
-    from helpers.train.models import is_sequence_model, model_bands, model_classes
+    from helpers.train.models import is_sequence_model
 
     fcn = base.load_model()
-    if is_sequence_model(fcn) or model_bands(fcn) != run.n_bands or model_classes(fcn) != run.n_classes:
+    if is_sequence_model(fcn):
         raise InputError(f"{base.model_path}: base model of the wrong shape (input {fcn.input_shape}, output "
                          f"{fcn.output_shape}); expected an FCN with {run.n_bands} bands and {run.n_classes} classes")
     return fcn

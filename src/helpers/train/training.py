@@ -270,8 +270,7 @@ def check_class_ids(config: Config) -> int:
 
 def require_training_data(config: Config) -> None:
     """Refuse a study area without ground truth (nothing to learn from)."""
-    if not config.has_ground_truth:
-        raise InputError(f"training needs ground truth: {config.source} has no ground_truth.file")
+    config.require_ground_truth("training")
 
 
 # ---------------------------------------------------------------------- one run
