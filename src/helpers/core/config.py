@@ -109,6 +109,8 @@ class Config:
     min_labelled_fraction: float = 1.0
     classification_area: str = "aoi"
     baselines: dict[str, str] = field(default_factory=dict)
+    period_a: tuple[tuple[str, ...], ...] = ()
+    period_b: tuple[tuple[str, ...], ...] = ()
 
     @property
     def has_ground_truth(self) -> bool:
@@ -155,6 +157,17 @@ class Config:
         if canonical not in LEVEL_BANDS:
             raise InputError(f"unknown processing level '{level}' (use L1C or L2A)")
         return canonical
+
+    @property
+    def classification_dates(self) -> tuple[str, ...]:
+        """Dates that get NEW stacks (step 08b): the new dates, then the other dates of the change periods.
+
+        A period date outside ``dates.new`` and ``dates.training_pool`` is left out here; the
+        change-period check (``change_detection.py --periods``) names it.
+        """
+        known = {*self.new, *self.training_pool}
+        extra = sorted({d for combo in (*self.period_a, *self.period_b) for d in combo if d in known} - set(self.new))
+        return (*self.new, *extra)
 
     @property
     def all_dates(self) -> tuple[str, ...]:
@@ -344,6 +357,7 @@ def read_config(r: ConfigReader, source: Path) -> Config:
             raise r.error("classes", f"class {c.id} ({c.name}) needs a pixel_count (> 0) for the loss weights")
 
     dates = _read_dates(r, source, has_gt=gt_file is not None)
+    periods = _read_periods(r, dates["combinations"])
     water = _read_water_mask(r, dates["training_pool"])
 
     tile_size = r.get("tiling.tile_size", 32, int)
@@ -389,7 +403,7 @@ def read_config(r: ConfigReader, source: Path) -> Config:
         tile_size=tile_size, separation=separation, prediction_stride=stride,
         split_method=method, split_seed=seed, split_fractions=fractions, block_size=block_size,
         norm_mean=mean, norm_std=std, training=read_training(r), min_labelled_fraction=min_labelled,
-        classification_area=classification_area, baselines=baselines,
+        classification_area=classification_area, baselines=baselines, **periods,
     )
 
 
@@ -446,6 +460,30 @@ def _read_dates(r: ConfigReader, source: Path, has_gt: bool) -> dict[str, Any]:
         combinations.append(combo_dates)
     return {"training_pool": pool, "fcn_training": fcn_training, "fixed_sequence": fixed,
             "evaluation": evaluation, "new": new, "reference": reference, "combinations": tuple(combinations)}
+
+
+def _read_periods(r: ConfigReader, combinations: tuple[tuple[str, ...], ...]) -> dict[str, Any]:
+    """The ``[change]`` table: two periods of date combinations for change detection without GT.
+
+    Only the form is checked here (lists of distinct dates, no combination twice); that the
+    periods are non-empty, known and do not overlap is checked where they are used
+    (:mod:`helpers.predict.change_periods`), so that a config without ``[change]`` stays valid.
+    Period B defaults to ``dates.combinations``, period A to none.
+    """
+    periods: dict[str, Any] = {}
+    for period, default in (("a", []), ("b", [list(c) for c in combinations])):
+        key = f"change.period_{period}"
+        combos: list[tuple[str, ...]] = []
+        for i, combo in enumerate(r.get(key, default, list)):
+            item = f"{key}[{i}]"
+            if not isinstance(combo, list) or not combo:
+                raise r.error(item, "must be a non-empty list of dates")
+            combo_dates = tuple(sorted(r.unique_dates(item, combo)))
+            if combo_dates in combos:
+                raise r.error(item, f"the same dates as {key}[{combos.index(combo_dates)}]")
+            combos.append(combo_dates)
+        periods[f"period_{period}"] = tuple(combos)
+    return periods
 
 
 def _read_water_mask(r: ConfigReader, pool: tuple[str, ...]) -> dict[str, Any]:

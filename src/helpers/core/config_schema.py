@@ -75,6 +75,7 @@ SCHEMA: dict[str, Any] = {
     "dates": dict.fromkeys(("training_pool", "fcn_training", "fixed_sequence", "evaluation", "new",
                             "reference", "combinations")),
     "water_mask": dict.fromkeys(("thresholds", "threshold", "dates")),
+    "change": dict.fromkeys(("period_a", "period_b")),
     "tiling": dict.fromkeys(("tile_size", "separation", "prediction_stride", "min_labelled_fraction")),
     "split": dict.fromkeys(("method", "seed", "valid", "train", "test", "block_size")),
     "normalisation": dict.fromkeys(("mean", "std")),
