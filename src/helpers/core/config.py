@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from helpers.core.config_schema import (
+    CloudSettings,
     ConfigReader,
     check_unknown_keys,
     normalise_date,
+    read_clouds,
     read_crs,
     read_norm,
     read_training,
@@ -111,6 +113,7 @@ class Config:
     baselines: dict[str, str] = field(default_factory=dict)
     period_a: tuple[tuple[str, ...], ...] = ()
     period_b: tuple[tuple[str, ...], ...] = ()
+    clouds: CloudSettings = field(default_factory=CloudSettings)
 
     @property
     def has_ground_truth(self) -> bool:
@@ -192,6 +195,10 @@ class Config:
     def scene_path(self, date: str, level: str | None = None) -> Path:
         """Clipped 10 m stack of one date (output of step 01)."""
         return self.processed_dir / "sentinel" / f"{date}_{self.check_level(level)}_all_bands.tif"
+
+    def cloud_mask_path(self, date: str, level: str | None = None) -> Path:
+        """Cloud and shadow mask of one date on the scene grid (output of step 03b)."""
+        return self.processed_dir / "clouds" / f"{date}_{self.check_level(level)}_clouds.tif"
 
     @property
     def gt_dir(self) -> Path:
@@ -404,6 +411,7 @@ def read_config(r: ConfigReader, source: Path) -> Config:
         split_method=method, split_seed=seed, split_fractions=fractions, block_size=block_size,
         norm_mean=mean, norm_std=std, training=read_training(r), min_labelled_fraction=min_labelled,
         classification_area=classification_area, baselines=baselines, **periods,
+        clouds=read_clouds(r),
     )
 
 

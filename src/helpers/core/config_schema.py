@@ -13,6 +13,7 @@ import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from pyproj import CRS
@@ -62,6 +63,14 @@ TRAINING_SCHEMA: dict[str, tuple[type | tuple[type, ...], Check]] = {
 later through ``config.training.get(key, default)``, so its keys are fixed here, not by the
 code that reads them. ``bool`` is never accepted where ``int`` is asked for."""
 
+CLOUD_DETECTORS: dict[str, tuple[str, ...]] = {
+    "L1C": ("ukis-csmask", "s2cloudless"),
+    "L2A": ("scl", "ukis-csmask"),
+}
+"""``[clouds] detector_l1c`` / ``detector_l2a`` values (first: the default). The names are those of
+:data:`helpers.data.cloud_detectors.DETECTORS` (a test keeps both lists equal); they are listed
+here because the config is read before, and without, the detector packages."""
+
 CLASS_KEYS: tuple[str, ...] = ("id", "name", "colour", "pixel_count", "gt_values")
 """Keys of one ``[[classes]]`` entry."""
 
@@ -76,6 +85,7 @@ SCHEMA: dict[str, Any] = {
                             "reference", "combinations")),
     "water_mask": dict.fromkeys(("thresholds", "threshold", "dates")),
     "change": dict.fromkeys(("period_a", "period_b")),
+    "clouds": dict.fromkeys(("detector_l1c", "detector_l2a", "mask_snow")),
     "tiling": dict.fromkeys(("tile_size", "separation", "prediction_stride", "min_labelled_fraction")),
     "split": dict.fromkeys(("method", "seed", "valid", "train", "test", "block_size")),
     "normalisation": dict.fromkeys(("mean", "std")),
@@ -317,3 +327,35 @@ def read_training(r: ConfigReader) -> dict[str, Any]:
             raise r.error(f"training.{key}", reason)
         values[key] = value
     return values
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    """The ``[clouds]`` table: which detector makes each level's cloud and shadow masks (step 03b).
+
+    Attributes:
+        detector_l1c: Detector for Level-1C scenes (default ``ukis-csmask``).
+        detector_l2a: Detector for Level-2A scenes (default ``scl``: the product's own scene
+            classification layer).
+        mask_snow: Count SCL snow/ice (11) as cloud, i.e. not usable (default False: clear).
+    """
+
+    detector_l1c: str = CLOUD_DETECTORS["L1C"][0]
+    detector_l2a: str = CLOUD_DETECTORS["L2A"][0]
+    mask_snow: bool = False
+
+    def detector(self, level: str) -> str:
+        """The detector name of a canonical level (``L1C`` or ``L2A``)."""
+        return self.detector_l1c if level == "L1C" else self.detector_l2a
+
+
+def read_clouds(r: ConfigReader) -> CloudSettings:
+    """The ``[clouds]`` table; every key is optional, so configs written before it stay valid."""
+    names = {}
+    for level, choices in CLOUD_DETECTORS.items():
+        key = f"clouds.detector_{level.lower()}"
+        name = r.get(key, choices[0], str)
+        if name not in choices:
+            raise r.error(key, f"'{name}' is not a {level} detector (use {' or '.join(repr(c) for c in choices)})")
+        names[level] = name
+    return CloudSettings(names["L1C"], names["L2A"], r.get("clouds.mask_snow", False, bool))
