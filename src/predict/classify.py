@@ -1,6 +1,6 @@
 """Classify the new dates of every date combination over the whole scene into georeferenced maps.
 
-Usage: python classify.py (MODEL_NAME | --model PATH) [--combination K|all] [--fast [--compare]]
+Usage: python classify.py (MODEL_NAME | --model PATH) [--period a|b] [--combination K|all] [--fast [--compare]]
        [--batch-size N] [--config CONFIG]
 
 MODEL_NAME is a run in the config's models folder; it may name an ensemble, {BASE}_ensemble_134
@@ -12,7 +12,10 @@ windows on a 16-px stride, the centre 16x16 kept, the scene border covered too. 
 windows with a 32-px margin (--compare also runs faithful mode and prints the pixel agreement of
 the two class maps). All requested combinations are classified in one pass over the scene, each
 date predicted once per window. Writes GeoTIFFs (probabilities, class map, confidence) and PNG
-previews under {data_root}/processed/classified/{RUN}/ of this config.
+previews under {data_root}/processed/classified/{RUN}/ of this config. --period a (or b) classifies
+the date combinations of that change period (config [change] period_a / period_b, for
+change_detection.py --periods) instead of dates.combinations: as {RUN}_period_a_{K}_*, except a
+combination that is also one of dates.combinations, which shares its maps ({RUN}_combination_{K}_*).
 """
 
 import argparse
@@ -33,6 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_model_arguments(parser, "the run (or an ensemble BASE_ensemble_RUNS) to classify with")
     parser.add_argument("--combination", default="all",
                         help="combination number (0-based, as the original) or 'all' (default)")
+    parser.add_argument("--period", choices=("a", "b"), type=str.lower, default=None,
+                        help="classify the combinations of change period A or B (config [change]) instead")
     parser.add_argument("--fast", action="store_true", help="large windows with a margin instead of 32x32 tiles")
     parser.add_argument("--compare", action="store_true",
                         help="with --fast: also run faithful mode and print the pixel agreement")
@@ -46,10 +51,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from helpers.predict.classification import classify_model, select_combinations
 
-    ks = select_combinations(config, args.combination)
+    ks = select_combinations(config, args.combination, args.period)
     mode = "fast" if args.fast else "faithful"
     results = classify_model(config, spec, ks, mode, batch_size=args.batch_size, progress=None,
-                             compare=args.compare)
+                             compare=args.compare, period=args.period)
     total = sum(r.seconds for r in results)
     print(f"{len(results)} combination(s) in {total:.1f} s; maps in {results[0].files['class'].parent}")
     return 0

@@ -29,6 +29,7 @@ from helpers.core.config import LEVEL_BANDS, Config
 from helpers.core.errors import InputError
 from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import create_raster, open_raster, read_raster, write_json_atomic
+from helpers.predict.change_periods import map_stems, period_combinations, period_name
 from helpers.predict.previews import write_class_png
 from helpers.predict.sliding_windows import (
     AREA_LAYERS,
@@ -112,9 +113,21 @@ def output_dir(config: Config, model_name: str) -> Path:
     return config.processed_dir / "classified" / model_name
 
 
-def select_combinations(config: Config, which: str | int) -> list[int]:
-    """Combination numbers (0-based, as the original's classify.py) from ``"all"`` or a number."""
-    count = len(config.combinations)
+def combination_dates(config: Config, period: str | None = None) -> tuple[tuple[str, ...], ...]:
+    """The date combinations classify.py numbers: ``dates.combinations``, or a change period's (``"a"``/``"b"``)."""
+    return config.combinations if period is None else period_combinations(config, period)
+
+
+def select_combinations(config: Config, which: str | int, period: str | None = None) -> list[int]:
+    """Combination numbers (0-based, as the original's classify.py) from ``"all"`` or a number.
+
+    Args:
+        config: The study area.
+        which: ``"all"`` or one number.
+        period: None for ``dates.combinations``, or a change period (``"a"``/``"b"``) whose
+            combinations are numbered instead.
+    """
+    count = len(combination_dates(config, period))
     if count == 0:
         raise InputError(f"{config.source}: no date combinations configured (dates.combinations)")
     if str(which).lower() == "all":
@@ -128,7 +141,8 @@ def select_combinations(config: Config, which: str | int) -> list[int]:
     return [k]
 
 
-def check_stacks(config: Config, ks: Sequence[int], level: str, bands: Sequence[str]) -> dict[str, Path]:
+def check_stacks(config: Config, ks: Sequence[int], level: str, bands: Sequence[str],
+                 period: str | None = None) -> dict[str, Path]:
     """The NEW stack of every date of the combinations; all present, on one grid, with the model's bands.
 
     Args:
@@ -136,13 +150,15 @@ def check_stacks(config: Config, ks: Sequence[int], level: str, bands: Sequence[
         ks: Combination numbers.
         level: The run's processing level (its stacks are read, whatever the config's level).
         bands: The band names the model takes, in order.
+        period: None for ``dates.combinations``, or the change period the numbers ``ks`` refer to.
 
     Raises:
         InputError: Naming the first missing or unfitting stack and the step to run.
     """
     stacks: dict[str, Path] = {}
+    combinations = combination_dates(config, period)
     for k in ks:
-        for date in config.combinations[k]:
+        for date in combinations[k]:
             path = config.merged_path(date, level, "NEW")
             if not path.is_file():
                 others = [other for other in LEVEL_BANDS if other != level
@@ -250,9 +266,17 @@ def group_combinations(ks: Sequence[int], bytes_per_combination: int,
     return [list(ks[i: i + size]) for i in range(0, len(ks), size)]
 
 
-def output_files(out_dir: Path, name: str, k: int) -> dict[str, Path]:
-    """The files classify.py writes for combination ``k`` of a model: maps and preview."""
-    stem = f"{name}_combination_{k}"
+def output_files(out_dir: Path, name: str, k: int, part: str | None = None) -> dict[str, Path]:
+    """The files classify.py writes for combination ``k`` of a model: maps and preview.
+
+    Args:
+        out_dir: The model's output folder.
+        name: The model's name.
+        k: The combination number.
+        part: The name part of the combination's maps (:func:`helpers.predict.change_periods.map_stems`;
+            default ``combination_{k}``).
+    """
+    stem = f"{name}_{part or f'combination_{k}'}"
     return {"probabilities": out_dir / f"{stem}_probabilities.tif", "class": out_dir / f"{stem}_class.tif",
             "confidence": out_dir / f"{stem}_confidence.tif", "preview": out_dir / f"{stem}_class.png"}
 
@@ -270,6 +294,7 @@ def classify_model(
     progress: bool | None = False,
     compare: bool = False,
     say: Callable[[str], None] = print,
+    period: str | None = None,
 ) -> list[CombinationResult]:
     """Classify date combinations of a study area with a trained run and write the maps.
 
@@ -293,6 +318,10 @@ def classify_model(
         compare: In fast mode, also classify in faithful mode (not written) and report the
             pixel agreement of the class maps.
         say: Where to print progress lines.
+        period: None to classify ``dates.combinations``; ``"a"`` or ``"b"`` to classify the
+            combinations of that change period instead (``ks`` number them), written as
+            ``{model}_period_{a|b}_{k}_*`` except those equal to one of ``dates.combinations``,
+            which are written under that combination's name.
 
     Returns:
         One result per combination.
@@ -312,10 +341,12 @@ def classify_model(
         raise InputError(f"{config.source}: config key 'tiling.prediction_stride': {config.prediction_stride} "
                          f"leaves no window centre in the {record.tile_size}-px windows of model '{record.name}'")
     n_bands = len(record.bands)
-    stacks = check_stacks(config, ks, level, record.bands)
+    period = None if period is None else period_name(period)
+    combinations, parts = combination_dates(config, period), map_stems(config, period)
+    stacks = check_stacks(config, ks, level, record.bands, period)
     loaded = load_models(runs)
     name, n_classes = loaded.name, loaded.n_classes
-    first = stacks[config.combinations[ks[0]][0]]
+    first = stacks[combinations[ks[0]][0]]
     with open_raster(first) as src:
         grid = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
@@ -328,8 +359,8 @@ def classify_model(
         window, margin = window_geometry(run_mode, record.tile_size, config.prediction_stride, shape)
         if window not in window_models:
             window_models[window] = loaded.window_models(window)
-        dates = sorted({d for k in group for d in config.combinations[k]})
-        combos = [[dates.index(d) for d in sorted(config.combinations[k])] for k in group]
+        dates = sorted({d for k in group for d in combinations[k]})
+        combos = [[dates.index(d) for d in sorted(combinations[k])] for k in group]
         blocks = predict_scene(window_models[window], [stacks[d] for d in dates], combos, n_bands, n_classes,
                                window, margin, batch_size, progress)
         return blocks, window, margin
@@ -347,13 +378,13 @@ def classify_model(
             summary["combinations"] = json.loads(summary_path.read_text(encoding="utf-8")).get("combinations", {})
     results = []
     for group in group_combinations(list(ks), per_combination):
-        files = {k: output_files(out_dir, name, k) for k in group}
+        files = {k: output_files(out_dir, name, k, parts[k]) for k in group}
         started = time.perf_counter()
         blocks, window, margin = run(group, mode)
         with contextlib.ExitStack() as outputs:
             writers = {}
             for k in group:
-                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(config.combinations[k]))}
+                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(combinations[k]))}
                 writers[k] = [outputs.enter_context(create_raster(files[k][kind], shape, count, dtype, grid, names,
                                                                   tags))
                               for kind, count, dtype, names in (("probabilities", n_classes, "float32", descriptions),
@@ -372,17 +403,19 @@ def classify_model(
             write_class_png(files[k]["preview"], read_raster(files[k]["class"], 1)[0], colours)
         agreements = _agreements(run(group, "faithful")[0], group, files) if compare and mode == "fast" else {}
         for k in group:
-            dates = tuple(sorted(config.combinations[k]))
+            dates = tuple(sorted(combinations[k]))
             share = seconds / len(group)
             result = CombinationResult(k, dates, share, shape[0] * shape[1], files[k], agreements.get(k))
             entry: dict[str, Any] = {"mode": mode, "window": window, "margin": margin, "dates": list(dates),
                                      "seconds": round(share, 3), "pixels_per_second": round(result.pixels / share, 1),
                                      "pass_seconds": round(seconds, 3), "combinations_in_pass": len(group)}
-            line = f"combination {k} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
+            label = f"combination {k}" if period is None else f"period {period.upper()} combination {k}"
+            line = f"{label} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
             if result.agreement is not None:
                 entry["agreement_with_faithful"] = round(result.agreement, 6)
                 line += f", agreement with faithful {100 * result.agreement:.2f} %"
-            summary["combinations"][str(k)] = entry
+            key = parts[k].removeprefix("combination_")  # "3" as before, or "period_a_0"
+            summary["combinations"][key] = entry
             results.append(result)
             say(line)
         write_json_atomic(summary_path, summary)
