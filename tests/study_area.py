@@ -634,6 +634,7 @@ def base_settings(data_root: Path, training: tuple[str, ...] = TRAINING_DATES,
     data["paths"] = {"data_root": str(data_root), "models_root": str(data_root.parent / "models"),
                      "reports_root": str(data_root.parent / "reports")}
     data["ground_truth"].pop("true_change_file", None)
+    data.pop("change", None)  # the demo's change periods name the demo's dates
     data["dates"] = {"training_pool": list(training), "fcn_training": list(training),
                      "fixed_sequence": list(training), "evaluation": list(training), "new": list(new),
                      "reference": training[-1], "combinations": [list(new)] if new else []}

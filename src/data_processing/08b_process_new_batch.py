@@ -1,5 +1,8 @@
 """Step 08b: pre-process every new (classification) date into prediction stacks.
 
+The dates are dates.new and the other dates of the change periods (config [change] period_a /
+period_b, e.g. the 2016 dates of period A), so that classify.py --period can classify them.
+
 Outputs are rebuilt when the config values or input files they were made from changed; dates
 whose outputs are all up to date are skipped unless --force. Works without ground truth
 (a classification-only study area: the area is the AOI where the reference scene has data).
@@ -21,7 +24,7 @@ from helpers.data import pipeline
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, config = parse(make_parser(__doc__.splitlines()[0]), argv)
-    pipeline.process_batch(config, config.new, args.level, "NEW", args.force)
+    pipeline.process_batch(config, config.classification_dates, args.level, "NEW", args.force)
     return 0
 
 
