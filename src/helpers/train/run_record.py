@@ -14,6 +14,10 @@ A model is named either by its run name (a ``str``: a plain name inside the conf
 anywhere, a folder holding ``{folder name}.keras`` or exactly one ``.keras`` file). The
 scripts take the first as the positional ``MODEL_NAME`` and the second as ``--model PATH``
 (:func:`add_model_arguments`, :func:`model_spec`).
+
+A random-forest run (:mod:`helpers.train.forest_model`, an addition to the paper's models) is
+read the same way: its model file is ``{run}.skops`` (a skops zip archive) with the record
+inside; it is loaded without unpickling, through a list of trusted types.
 """
 
 from __future__ import annotations
@@ -35,6 +39,11 @@ from helpers.train.runs import check_model_name, ensemble_members, model_path
 if TYPE_CHECKING:
     import keras
 
+    from helpers.train.forest_model import ForestModel
+
+FOREST_SUFFIX = ".skops"
+"""Suffix of a random-forest run's model file (:data:`helpers.train.forest_model.FOREST_SUFFIX`)."""
+MODEL_SUFFIXES: tuple[str, ...] = (".keras", FOREST_SUFFIX)
 RECORD_MEMBER = "run_record.json"
 """Name of the record inside the ``.keras`` zip archive."""
 RECORD_FORMAT = 1
@@ -85,6 +94,11 @@ class RunRecord:
     dates: tuple[str, ...] = ()
     flags: dict[str, Any] = field(default_factory=dict)
     config_text: str = ""
+
+    @property
+    def is_forest(self) -> bool:
+        """Whether the run is a random forest (a ``.skops`` model file) rather than a Keras model."""
+        return self.model_path.suffix == FOREST_SUFFIX
 
     @property
     def normaliser(self) -> Normaliser:
@@ -154,6 +168,13 @@ class RunRecord:
         Raises:
             InputError: If the model and its record disagree (a damaged or mixed-up run).
         """
+        if self.is_forest:
+            n_bands, n_classes = getattr(model, "n_bands", None), getattr(model, "n_classes", None)
+            if (n_bands, n_classes) != (len(self.bands), len(self.classes)):
+                raise InputError(f"{self.model_path}: the forest takes {n_bands} bands and predicts {n_classes} "
+                                 f"classes, its run record lists {len(self.bands)} and {len(self.classes)} (model "
+                                 "and record do not belong together)")
+            return
         from helpers.train.models import model_bands, model_classes
 
         if model_bands(model) != len(self.bands):
@@ -163,8 +184,15 @@ class RunRecord:
             raise InputError(f"{self.model_path}: the model predicts {model_classes(model)} classes, its run record "
                              f"lists {len(self.classes)} (model and record do not belong together)")
 
-    def load_model(self) -> keras.Model:
-        """Load the Keras model in safe mode (nothing is unpickled) and check it against the record."""
+    def load_model(self) -> keras.Model | ForestModel:
+        """Load the model (Keras in safe mode, a forest through skops' trusted types) and check it against the record.
+
+        Nothing is unpickled either way.
+        """
+        if self.is_forest:
+            from helpers.train.forest_model import load_forest
+
+            return load_forest(self)
         from helpers.train.models import load_model
 
         model = load_model(self.model_path)
@@ -225,7 +253,8 @@ def add_model_arguments(parser: argparse.ArgumentParser, what: str = "a trained 
     parser.add_argument("model_name", metavar="MODEL_NAME", nargs="?", default=None,
                         help=f"{what}: a run name in the config's models folder, e.g. baseline_cnn_01")
     parser.add_argument("--model", dest="model_path", metavar="PATH", default=None,
-                        help="instead of MODEL_NAME: a .keras file or a run folder anywhere (a model trained on "
+                        help="instead of MODEL_NAME: a .keras (or random forest's .skops) file or a run folder "
+                             "anywhere (a model trained on "
                              "another study area); outputs are named by the run and written under this config")
 
 
@@ -244,7 +273,9 @@ def model_spec(args: argparse.Namespace) -> ModelSpec:
 
 # ---------------------------------------------------------------------- reading
 def resolve_model_file(spec: ModelSpec, config: Config) -> Path:
-    """The ``.keras`` file named by a run name (inside ``models/``) or by a path (file or run folder).
+    """The model file named by a run name (inside ``models/``) or by a path (file or run folder).
+
+    A model file is a ``.keras`` archive, or a random forest's ``.skops`` archive.
 
     Args:
         spec: A ``str`` is a run name in the config's ``models/`` folder (it must be a plain
@@ -256,22 +287,26 @@ def resolve_model_file(spec: ModelSpec, config: Config) -> Path:
         InputError: If nothing is found, a name is not plain, or a folder holds no or several models.
     """
     if not isinstance(spec, Path):
-        return model_path(config.models_root, check_model_name(str(spec)))
+        name = check_model_name(str(spec).removesuffix(FOREST_SUFFIX))
+        forest = config.models_root / f"{name}{FOREST_SUFFIX}"
+        return forest if forest.is_file() else model_path(config.models_root, name)
     candidate = spec.expanduser().resolve()
     if candidate.is_dir():
-        named = candidate / f"{candidate.name}.keras"
-        if named.is_file():
-            return named
-        found = sorted(candidate.glob("*.keras"))
+        for suffix in MODEL_SUFFIXES:
+            named = candidate / f"{candidate.name}{suffix}"
+            if named.is_file():
+                return named
+        found = sorted(p for suffix in MODEL_SUFFIXES for p in candidate.glob(f"*{suffix}"))
         if len(found) != 1:
             listing = ", ".join(p.name for p in found[:5])
             raise InputError(f"{candidate}: a run folder must hold {candidate.name}.keras or exactly one .keras file"
-                             + (f" (found {listing})" if found else " (found none)"))
+                             + (f" (found {listing})" if found else " (found none)")
+                             + f" (a random forest's: {candidate.name}.skops or exactly one .skops file)")
         return found[0]
     if not candidate.is_file():
         raise InputError(f"{candidate}: model file not found")
-    if candidate.suffix != ".keras":
-        raise InputError(f"{candidate}: not a .keras model file")
+    if candidate.suffix not in MODEL_SUFFIXES:
+        raise InputError(f"{candidate}: not a .keras model file (nor a random forest's .skops)")
     return candidate
 
 
@@ -291,8 +326,11 @@ def load_run(spec: ModelSpec, config: Config) -> RunRecord:
         with zipfile.ZipFile(path) as archive:
             raw = archive.read(RECORD_MEMBER) if RECORD_MEMBER in archive.namelist() else None
     except (OSError, zipfile.BadZipFile) as error:
-        raise InputError(f"{path}: not a readable Keras model ({error})") from None
+        kind = "random-forest" if path.suffix == FOREST_SUFFIX else "Keras"
+        raise InputError(f"{path}: not a readable {kind} model ({error})") from None
     if raw is None:
+        if path.suffix == FOREST_SUFFIX:
+            raise InputError(f"{path}: no run record inside (a forest run is written by src/models/random_forest.py)")
         return _record_from_side_files(path)
     try:
         data = json.loads(raw)
