@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from gdal_pam import category_names
 from runs_fixture import save_run, tiny_fcn
 from shapely.geometry import box
 from study_area import dump_toml
@@ -94,7 +95,12 @@ def test_change_detection_end_to_end(area: tuple[Path, Path]) -> None:
     assert (values[5:10, 20:25] == 9).all() and (values == 9).sum() == 25
     assert (values[15:20, 0:5] == 10).all() and (values == 10).sum() == 25
     assert (values[0] == 0).all()
-    assert (out / "m_01_change_map.png").is_file()
+    assert (out / "m_01_change_map.png").read_bytes()[:4] == b"\x89PNG"
+    with rasterio.open(out / "m_01_change_map.tif") as src:  # coloured and named for a GIS
+        assert src.colormap(1)[9] == (255, 0, 255, 255) and src.colormap(1)[10] == (127, 127, 127, 255)
+    names = category_names(out / "m_01_change_map.tif")
+    assert names[0].startswith("not evaluated") and names[9].startswith("robust change")
+    assert names[10].startswith("unstable") and names[3] == "stable: Forest / Wood"
     report = json.loads((config.parent / "reports" / "logs_and_plots" / "m_01" /
                          "m_01_change_detection.json").read_text())
     n = 19 * 30

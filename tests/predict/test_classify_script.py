@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from gdal_pam import category_names
 from runs_fixture import save_run, tiny_fcn
 from scene_stacks import TRANSFORM as NEW_AREA_TRANSFORM
 from scene_stacks import write_stack
@@ -106,7 +107,14 @@ def test_classify_writes_georeferenced_maps_and_previews(area: Path) -> None:
     np.testing.assert_allclose(probabilities[:, :, 6:].sum(axis=0), 1.0, atol=1e-4)
     np.testing.assert_array_equal(classes[:, 6:], probabilities[:, :, 6:].argmax(axis=0) + 1)
     np.testing.assert_allclose(confidence[:, 6:], probabilities[:, :, 6:].max(axis=0))
-    assert stem.with_name(stem.name + "_class.png").is_file()
+    assert stem.with_name(stem.name + "_class.png").read_bytes()[:4] == b"\x89PNG"
+    for kind in ("probabilities", "confidence"):  # Cloud Optimized GeoTIFFs with overviews
+        with rasterio.open(stem.with_name(f"{stem.name}_{kind}.tif")) as src:
+            assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG" and src.overviews(1)
+    first = load_config(area).classes[0]  # the run's class table is the config's
+    with rasterio.open(stem.with_name(stem.name + "_class.tif")) as src:  # colour table and class names for a GIS
+        assert src.colormap(1)[first.id][:3] == tuple(int(first.colour[i:i + 2], 16) for i in (1, 3, 5))
+    assert category_names(stem.with_name(stem.name + "_class.tif"))[:2] == ["outside the area", first.name]
     summary = json.loads((folder / f"{MODEL}_classification.json").read_text())
     assert summary["combinations"]["1"]["dates"] == list(DATES)
     assert summary["combinations"]["1"]["mode"] == "faithful" and summary["combinations"]["1"]["window"] == 32

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import secrets
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
+import rasterio.shutil
 from rasterio._err import CPLE_BaseError
 from rasterio.errors import RasterioError
 
@@ -40,6 +43,20 @@ GTIFF_PROFILE: dict[str, Any] = {
     "BIGTIFF": "IF_SAFER",
 }
 """Creation options of the pipeline's GeoTIFFs (lossless, tiled, fast to write)."""
+
+COG_OPTIONS: dict[str, Any] = {
+    "compress": "ZSTD",
+    "level": 1,
+    "predictor": "YES",  # floating-point predictor for float32 maps, horizontal differencing for integers
+    "blocksize": 256,
+    "overview_resampling": "AVERAGE",  # an overview pixel of a probability map is the mean probability
+    "num_threads": "ALL_CPUS",
+    "bigtiff": "IF_SAFER",
+}
+"""Creation options of GDAL's COG driver for the maps a person opens in a GIS or streams over HTTP."""
+
+Categories = Mapping[int, tuple[str, str]]
+"""Named, coloured values of a categorical map: ``{value: (name, "#rrggbb")}``, in legend order."""
 
 
 def _partial_name(final: Path) -> Path:
@@ -199,10 +216,37 @@ def raster_profile(shape: tuple[int, int], count: int, dtype: str, profile: dict
     return out
 
 
+def colour_map(categories: Categories) -> dict[int, tuple[int, int, int, int]]:
+    """The colour table of ``categories`` as rasterio's ``write_colormap`` takes it (opaque RGBA)."""
+    return {int(value): (*(int(colour[i:i + 2], 16) for i in (1, 3, 5)), 255)
+            for value, (_, colour) in categories.items()}
+
+
+def category_names_xml(categories: Categories) -> str:
+    """A GDAL PAM sidecar (``.aux.xml``) naming the values of band 1.
+
+    GeoTIFF has no tag for category names, so GDAL keeps them in this sidecar and rasterio has no
+    call to write it; GDAL (and QGIS through it) reads the list back as the band's category names,
+    entry ``i`` naming value ``i`` (values without a category get an empty name).
+    """
+    names = [""] * (max(categories) + 1)
+    for value, (name, _) in categories.items():
+        names[int(value)] = name
+    lines = "\n".join(f"      <Category>{escape(name)}</Category>" for name in names)
+    return (f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n{lines}\n    </CategoryNames>\n'
+            "  </PAMRasterBand>\n</PAMDataset>\n")
+
+
+def aux_path(path: str | Path) -> Path:
+    """GDAL's PAM sidecar of a raster (``<name>.aux.xml``)."""
+    path = Path(path)
+    return path.with_name(path.name + ".aux.xml")
+
+
 @contextlib.contextmanager
 def create_raster(path: str | Path, shape: tuple[int, int], count: int, dtype: str, profile: dict[str, Any],
-                  descriptions: list[str] | None = None,
-                  tags: dict[str, Any] | None = None) -> Iterator[rasterio.io.DatasetWriter]:
+                  descriptions: list[str] | None = None, tags: dict[str, Any] | None = None,
+                  categories: Categories | None = None) -> Iterator[rasterio.io.DatasetWriter]:
     """Open a new GeoTIFF for writing by windows; it appears at ``path`` only when complete.
 
     Args:
@@ -213,25 +257,39 @@ def create_raster(path: str | Path, shape: tuple[int, int], count: int, dtype: s
         profile: Rasterio profile giving crs and transform (and nodata, if any).
         descriptions: Optional band descriptions.
         tags: Optional dataset tags.
+        categories: For a one-band uint8/uint16 map of categories (classes, change, clouds): the
+            colour table is written into the GeoTIFF and the category names into its
+            ``.aux.xml`` sidecar, so that a GIS shows the map in these colours with a legend
+            right away. The sidecar is in place before the GeoTIFF appears.
 
     Yields:
         The open dataset (written under a temporary name; on an exception it is removed).
     """
+    if categories is not None and (count != 1 or np.dtype(dtype) not in (np.uint8, np.uint16)):
+        raise ValueError(f"{path}: a colour table needs one uint8 or uint16 band, not {count} x {dtype}")
     try:
-        with atomic_path(path) as tmp, rasterio.open(tmp, "w", **raster_profile(shape, count, dtype, profile)) as dst:
-            if descriptions:
-                for i, text in enumerate(descriptions, start=1):
-                    dst.set_band_description(i, text)
-            if tags:
-                dst.update_tags(**{k: str(v) for k, v in tags.items()})
-            yield dst
+        with atomic_path(path) as tmp:
+            with rasterio.open(tmp, "w", **raster_profile(shape, count, dtype, profile)) as dst:
+                _describe(dst, descriptions, tags)
+                if categories:
+                    dst.write_colormap(1, colour_map(categories))
+                yield dst
+            if categories:
+                write_text_atomic(aux_path(path), category_names_xml(categories))
     except RASTER_ERRORS as error:  # e.g. a full disk: name the destination, not the temporary name
         note_raster(error, path, writing=True)
         raise
 
 
+def _describe(dst: rasterio.io.DatasetWriter, descriptions: list[str] | None, tags: dict[str, Any] | None) -> None:
+    for i, text in enumerate(descriptions or [], start=1):
+        dst.set_band_description(i, text)
+    if tags:
+        dst.update_tags(**{k: str(v) for k, v in tags.items()})
+
+
 def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], descriptions: list[str] | None = None,
-                 tags: dict[str, Any] | None = None) -> None:
+                 tags: dict[str, Any] | None = None, categories: Categories | None = None) -> None:
     """Write a (bands, rows, cols) or (rows, cols) array as a GeoTIFF, atomically.
 
     Args:
@@ -240,10 +298,56 @@ def write_raster(path: str | Path, data: np.ndarray, profile: dict[str, Any], de
         profile: Rasterio profile with at least crs and transform.
         descriptions: Optional band descriptions.
         tags: Optional dataset tags.
+        categories: Colour table and category names of a one-band map (see :func:`create_raster`).
     """
     array = data[np.newaxis] if data.ndim == 2 else data
-    with create_raster(path, array.shape[1:], array.shape[0], array.dtype.name, profile, descriptions, tags) as dst:
+    with create_raster(path, array.shape[1:], array.shape[0], array.dtype.name, profile, descriptions, tags,
+                       categories) as dst:
         dst.write(array)
+
+
+def overview_count(shape: tuple[int, int], smallest: int = 256) -> int:
+    """Halvings until the longer side fits in ``smallest`` px (at least one, so every COG has overviews)."""
+    return max(1, math.ceil(math.log2(max(*shape, 1) / smallest)))
+
+
+@contextlib.contextmanager
+def create_cog(path: str | Path, shape: tuple[int, int], count: int, dtype: str, profile: dict[str, Any],
+               descriptions: list[str] | None = None,
+               tags: dict[str, Any] | None = None) -> Iterator[rasterio.io.DatasetWriter]:
+    """Open a new Cloud Optimized GeoTIFF for writing by windows; it appears at ``path`` only when complete.
+
+    GDAL's COG driver writes only by copying a whole dataset, so the windows go to a staging
+    GeoTIFF beside ``path`` that is copied into a COG (tiled, ZSTD, averaged overviews down to
+    one 256-px tile, :data:`COG_OPTIONS`) when the block closes and then removed. A GIS then draws
+    the map at any zoom from its overviews, and a reader over HTTP fetches only the tiles it needs.
+
+    Args:
+        path: Destination file.
+        shape: (rows, cols).
+        count: Number of bands.
+        dtype: Pixel type.
+        profile: Rasterio profile giving crs and transform (and nodata, if any).
+        descriptions: Optional band descriptions (copied into the COG).
+        tags: Optional dataset tags (copied into the COG).
+
+    Yields:
+        The open staging dataset (on an exception nothing is left behind).
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staging = _partial_name(final)  # a dead writer's staging file is removed by remove_stale_partials
+    try:
+        with rasterio.open(staging, "w", **raster_profile(shape, count, dtype, profile)) as dst:
+            _describe(dst, descriptions, tags)
+            yield dst
+        with atomic_path(final) as tmp:
+            rasterio.shutil.copy(staging, tmp, driver="COG", overview_count=overview_count(shape), **COG_OPTIONS)
+    except RASTER_ERRORS as error:
+        note_raster(error, path, writing=True)
+        raise
+    finally:
+        staging.unlink(missing_ok=True)
 
 
 def _hint(path: str | Path) -> str:

@@ -13,13 +13,12 @@ from rasterio.features import rasterize
 
 from helpers.core.config import Config
 from helpers.core.errors import InputError
+from helpers.core.figures import write_map_figure
 from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import read_raster, write_json_atomic, write_raster, write_text_atomic
 from helpers.core.vector import read_vector
 from helpers.predict.change_detection import (
-    CHANGE_COLOUR,
     CHANGE_ID,
-    UNSTABLE_COLOUR,
     UNSTABLE_ID,
     change_map,
     compare_maps,
@@ -27,7 +26,7 @@ from helpers.predict.change_detection import (
     summarise,
 )
 from helpers.predict.classification import output_dir, output_files
-from helpers.predict.previews import write_class_png
+from helpers.predict.previews import change_categories
 from helpers.predict.reports import change_report_paths
 from helpers.train.run_record import ModelSpec, load_runs
 
@@ -83,11 +82,12 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
 
     out_dir = output_dir(config, name)
     values = change_map(result, gt)
+    categories = change_categories(classes)
     write_raster(out_dir / f"{name}_change_map.tif", values, profile, ["change"],
                  {"VALUES": f"1-{max(c.id for c in classes)} stable (GT class), {CHANGE_ID} robust change to GT, "
-                            f"{UNSTABLE_ID} unstable, 0 not evaluated"})
-    colours = runs.first.colours | {CHANGE_ID: CHANGE_COLOUR, UNSTABLE_ID: UNSTABLE_COLOUR}
-    write_class_png(out_dir / f"{name}_change_map.png", values, colours)
+                            f"{UNSTABLE_ID} unstable, 0 not evaluated"}, categories)
+    write_map_figure(out_dir / f"{name}_change_map.png", values, profile, categories,
+                     f"{name}: change against the GT over {len(maps)} date combinations")
     reports = change_report_paths(config, name)
     write_json_atomic(reports["json"], report)
     write_text_atomic(reports["txt"], format_report(report) + "\n")

@@ -5,8 +5,9 @@ Loads a trained run (or the runs of an ensemble) through its record
 run folder anywhere), checks that it fits the study area (level, bands, class table) and every
 input before anything is written, runs :func:`helpers.predict.sliding_windows.predict_scene` over all
 requested date combinations at once and writes, block by block, per combination the
-probability map, the class map (argmax + 1, 0 outside the area), the confidence (max
-probability) and a PNG preview in the class colours of the run. Outputs are named by the run
+probability map and the confidence (max probability) as Cloud Optimized GeoTIFFs, the class map
+(argmax + 1, 0 outside the area) with the run's colour table and class names, and a PNG figure
+of it (legend, title, coordinates, scale bar). Outputs are named by the run
 (or ensemble) and written under the current study area's data root, wherever the model came
 from; no ground truth is needed.
 """
@@ -27,10 +28,11 @@ from rasterio.windows import Window
 
 from helpers.core.config import LEVEL_BANDS, Config
 from helpers.core.errors import InputError
+from helpers.core.figures import write_map_figure
 from helpers.core.grid import check_same_grid, grid_of_raster
-from helpers.core.io import create_raster, open_raster, read_raster, write_json_atomic
+from helpers.core.io import create_cog, create_raster, open_raster, read_raster, write_json_atomic
 from helpers.predict.change_periods import map_stems, period_combinations, period_name
-from helpers.predict.previews import write_class_png
+from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.sliding_windows import (
     AREA_LAYERS,
     MODES,
@@ -350,7 +352,7 @@ def classify_model(
     with open_raster(first) as src:
         grid = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
-    colours = record.colours
+    categories = class_categories(record.classes)
     descriptions = [next((c.name for c in record.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
     out_dir = output_dir(config, name)
     window_models: dict[int, list[WindowModel]] = {}
@@ -385,11 +387,13 @@ def classify_model(
             writers = {}
             for k in group:
                 tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(combinations[k]))}
-                writers[k] = [outputs.enter_context(create_raster(files[k][kind], shape, count, dtype, grid, names,
-                                                                  tags))
-                              for kind, count, dtype, names in (("probabilities", n_classes, "float32", descriptions),
-                                                                ("class", 1, "uint8", ["class"]),
-                                                                ("confidence", 1, "float32", ["confidence"]))]
+                writers[k] = [
+                    outputs.enter_context(create_cog(files[k]["probabilities"], shape, n_classes, "float32", grid,
+                                                     descriptions, tags)),
+                    outputs.enter_context(create_raster(files[k]["class"], shape, 1, "uint8", grid, ["class"], tags,
+                                                        categories)),
+                    outputs.enter_context(create_cog(files[k]["confidence"], shape, 1, "float32", grid,
+                                                     ["confidence"], tags))]
             for block in blocks:
                 where = _block_window(block)
                 for index, k in enumerate(group):
@@ -400,7 +404,8 @@ def classify_model(
                     writers[k][2].write(confidence, 1, window=where)
         seconds = time.perf_counter() - started
         for k in group:
-            write_class_png(files[k]["preview"], read_raster(files[k]["class"], 1)[0], colours)
+            write_map_figure(files[k]["preview"], read_raster(files[k]["class"], 1)[0], grid, categories,
+                             class_map_title(name, parts[k].replace("_", " "), sorted(combinations[k])))
         agreements = _agreements(run(group, "faithful")[0], group, files) if compare and mode == "fast" else {}
         for k in group:
             dates = tuple(sorted(combinations[k]))

@@ -10,10 +10,22 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from gdal_pam import category_names
 
 from helpers.core.errors import InputError
 from helpers.core.faults import final_of_partial
-from helpers.core.io import atomic_path, open_raster, read_raster, write_json_atomic, write_raster, write_text_atomic
+from helpers.core.io import (
+    atomic_path,
+    aux_path,
+    create_cog,
+    create_raster,
+    open_raster,
+    overview_count,
+    read_raster,
+    write_json_atomic,
+    write_raster,
+    write_text_atomic,
+)
 
 PROFILE = {"crs": "EPSG:32633", "transform": Affine(10.0, 0.0, 400020.0, 0.0, -10.0, 5639940.0)}
 
@@ -141,3 +153,61 @@ def test_partial_names_map_back_to_the_destination(tmp_path: Path) -> None:
         partial.write_text("x")
     assert final_of_partial(tmp_path / "gt.tif") is None
     assert final_of_partial(tmp_path / ".gt.tif.1234.partial") == tmp_path / "gt.tif"  # the older form
+
+
+CATEGORIES = {0: ("outside the area", "#ffffff"), 1: ("Buildings", "#d62728"), 3: ("Forest & <Wood>", "#2ca02c")}
+
+
+def test_class_map_carries_colour_table_and_category_names_gdal_reads(tmp_path: Path) -> None:
+    path = tmp_path / "m_class.tif"
+    values = np.array([[0, 1], [3, 1]], dtype=np.uint8)
+    write_raster(path, values, PROFILE, ["class"], None, CATEGORIES)
+    with rasterio.open(path) as src:
+        colours = src.colormap(1)
+        np.testing.assert_array_equal(src.read(1), values)
+    assert (colours[0], colours[1], colours[3]) == ((255, 255, 255, 255), (214, 39, 40, 255), (44, 160, 44, 255))
+    assert category_names(path) == ["outside the area", "Buildings", "", "Forest & <Wood>"]
+    assert listing(tmp_path) == ["m_class.tif", "m_class.tif.aux.xml"]  # no partial left behind
+
+
+def test_colour_table_needs_one_integer_band(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="a colour table needs one uint8 or uint16 band, not 1 x float32"):
+        write_raster(tmp_path / "c.tif", np.zeros((4, 4), dtype=np.float32), PROFILE, categories=CATEGORIES)
+    assert listing(tmp_path) == []
+
+
+def test_interrupted_class_map_leaves_neither_map_nor_sidecar(tmp_path: Path) -> None:
+    path = tmp_path / "m_class.tif"
+    with pytest.raises(StepInterruptedError), create_raster(path, (4, 4), 1, "uint8", PROFILE, categories=CATEGORIES):
+        raise StepInterruptedError
+    assert listing(tmp_path) == []
+    assert not aux_path(path).exists()
+
+
+@pytest.mark.parametrize(("shape", "levels"), [((40, 50), 1), ((600, 300), 2), ((2828, 3500), 4)])
+def test_overviews_reach_one_tile(shape: tuple[int, int], levels: int) -> None:
+    assert overview_count(shape) == levels
+
+
+def test_probability_map_is_a_cloud_optimized_geotiff_with_overviews(tmp_path: Path) -> None:
+    path = tmp_path / "m_probabilities.tif"
+    data = np.random.default_rng(0).random((3, 300, 520), dtype=np.float32)
+    with create_cog(path, (300, 520), 3, "float32", PROFILE, ["a", "b", "c"], {"MODEL": "m"}) as dst:
+        dst.write(data[:, :150], window=rasterio.windows.Window(0, 0, 520, 150))
+        dst.write(data[:, 150:], window=rasterio.windows.Window(0, 150, 520, 150))
+        assert not path.exists()
+    with rasterio.open(path) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.profile["tiled"] and src.block_shapes[0] == (256, 256)
+        assert src.overviews(1) == [2, 4]
+        assert (src.crs.to_epsg(), src.transform) == (32633, PROFILE["transform"])
+        assert src.descriptions == ("a", "b", "c") and src.tags()["MODEL"] == "m"
+        np.testing.assert_array_equal(src.read(), data)
+    assert listing(tmp_path) == ["m_probabilities.tif"]  # the staging GeoTIFF is gone
+
+
+def test_interrupted_cog_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(StepInterruptedError), create_cog(tmp_path / "m_confidence.tif", (10, 10), 1, "float32",
+                                                          PROFILE):
+        raise StepInterruptedError
+    assert listing(tmp_path) == []

@@ -21,7 +21,6 @@ from scene_stacks import (
 )
 
 from helpers.predict.classification import class_and_confidence
-from helpers.predict.previews import write_class_png
 from helpers.predict.sliding_windows import WindowModel, predict_scene, window_geometry
 
 
@@ -90,16 +89,6 @@ def test_windows_outside_the_area_are_not_predicted(tmp_path: Path) -> None:
     assert len(calls) <= 4  # 10x10 px reach at most 2x2 window cores
     assert maps[0][:, ~area.astype(bool)].max() == 0
     np.testing.assert_array_equal(found_area, area.astype(bool))
-
-
-def test_preview_in_the_class_colours(tmp_path: Path) -> None:
-    a = np.array([[1, 2], [3, 0]], dtype=np.uint8)
-    png = tmp_path / "preview.png"
-    write_class_png(png, a, {1: "#ff0000", 2: "#00ff00", 3: "#0000ff"})
-    from PIL import Image
-
-    rgb = np.asarray(Image.open(png).convert("RGB"))
-    assert rgb[0, 0].tolist() == [255, 0, 0] and rgb[1, 1].tolist() == [0, 0, 0]
 
 
 def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_window(tmp_path: Path) -> None:
