@@ -121,7 +121,7 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
     aspect = rows / cols if cols else 1.0
     width = 9.0
     height = min(max(width * 0.62 * aspect + 1.4, 3.5), 12.0)
-    figure = Figure(figsize=(width, height), layout="constrained")
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
     ax = figure.add_subplot()
     ax.imshow(view, extent=(left, right, bottom, top), interpolation="nearest", origin="upper")
@@ -132,9 +132,9 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
     _north_arrow(ax)
     handles = [Patch(facecolor=colour, edgecolor="0.4", linewidth=0.5, label=name)
                for name, colour in legend_entries(categories, present_values(values))]
-    if handles:
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
-                  fontsize=8, frameon=False, title="legend", title_fontsize=8, alignment="left")
+    if handles:  # beside the map; saving with a tight bounding box makes room for it
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
+                  frameon=False, title="legend", title_fontsize=8, alignment="left")
     return figure
 
 
@@ -156,9 +156,7 @@ def _label_axes(ax: Axes, crs: CRS | None, geographic: bool) -> None:
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
     ax.tick_params(labelsize=7)
-    for label in ax.get_yticklabels():
-        label.set_rotation(90)
-        label.set_verticalalignment("center")
+    ax.tick_params(axis="y", labelrotation=90)
 
 
 def _scale_bar(ax: Axes, span: float, crs: CRS) -> None:
@@ -187,7 +185,8 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> None:
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi)
+            figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight",
+                           pad_inches=0.15)
     finally:
         figure.clear()
 
