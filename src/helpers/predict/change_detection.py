@@ -251,12 +251,22 @@ def summarise_periods(result: PeriodChangeResult, class_ids: Sequence[int], clas
     return {"overall": overall, "per_class_a": per_class, "change_matrix": matrix}
 
 
-def score_against_true_changes(result: ChangeResult | PeriodChangeResult, true_change: np.ndarray) -> dict:
-    """Precision, recall and F1 of robust change against known changes, on the evaluated pixels."""
-    true = true_change & result.evaluated
-    hits = int((result.robust_change & true).sum())
-    precision = _share(hits, int(result.robust_change.sum()))
+def score_against_true_changes(result: ChangeResult | PeriodChangeResult, true_change: np.ndarray,
+                               evaluated: np.ndarray | None = None) -> dict:
+    """Precision, recall and F1 of robust change against known changes, on the evaluated pixels.
+
+    Args:
+        result: A comparison with the GT or between two periods.
+        true_change: Where the land cover is known to have changed.
+        evaluated: Score on these pixels only (default: the result's evaluated pixels), e.g. the
+            ground-truth mode's pixels, to compare the two modes like for like.
+    """
+    where = result.evaluated if evaluated is None else evaluated & result.evaluated
+    true = true_change & where
+    robust = result.robust_change & where
+    hits = int((robust & true).sum())
+    precision = _share(hits, int(robust.sum()))
     recall = _share(hits, int(true.sum()))
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1, "true_change_pixels": int(true.sum()),
-            "robust_change_pixels": int(result.robust_change.sum()), "hits": hits}
+            "robust_change_pixels": int(robust.sum()), "hits": hits}
