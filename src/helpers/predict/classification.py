@@ -32,6 +32,7 @@ from helpers.core.figures import write_map_figure
 from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import create_cog, create_raster, open_raster, read_raster, write_json_atomic
 from helpers.predict.change_periods import map_stems, period_combinations, period_name
+from helpers.predict.forest_windows import check_forest_combinations, forest_window_model, per_pixel_geometry
 from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.sliding_windows import (
     AREA_LAYERS,
@@ -236,8 +237,8 @@ class LoadedModels:
 
     def window_models(self, window: int) -> list[WindowModel]:
         """Every member as a :class:`WindowModel` for ``window``-px windows."""
-        return [keras_window_model(m, window, r.normaliser) for m, r in zip(self.models, self.runs.members,
-                                                                              strict=True)]
+        return [forest_window_model(m, r.normaliser) if r.is_forest else keras_window_model(m, window, r.normaliser)
+                for m, r in zip(self.models, self.runs.members, strict=True)]
 
 
 def load_models(runs: RunSet) -> LoadedModels:
@@ -252,6 +253,9 @@ def load_models(runs: RunSet) -> LoadedModels:
         if saved_bands is not None and saved_bands != len(record.bands):
             raise InputError(f"{record.model_path}: the model takes {saved_bands} bands, its run record lists "
                              f"{len(record.bands)} (model and record do not belong together)")
+    if any(record.is_forest for record in runs.members):  # a random forest (never in an ensemble): no Keras
+        forests = [record.load_model() for record in runs.members]
+        return LoadedModels(runs, forests, any(m.takes_sequences for m in forests))
     from helpers.train.models import is_sequence_model
 
     models = [record.load_model() for record in runs.members]
@@ -346,6 +350,9 @@ def classify_model(
     period = None if period is None else period_name(period)
     combinations, parts = combination_dates(config, period), map_stems(config, period)
     stacks = check_stacks(config, ks, level, record.bands, period)
+    if record.is_forest:
+        check_forest_combinations(record, {k: combinations[k] for k in ks},
+                                  "dates.combinations" if period is None else f"change.period_{period}")
     loaded = load_models(runs)
     name, n_classes = loaded.name, loaded.n_classes
     first = stacks[combinations[ks[0]][0]]
@@ -357,8 +364,12 @@ def classify_model(
     out_dir = output_dir(config, name)
     window_models: dict[int, list[WindowModel]] = {}
 
-    def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
+    def geometry(run_mode: str) -> tuple[int, int]:
         window, margin = window_geometry(run_mode, record.tile_size, config.prediction_stride, shape)
+        return per_pixel_geometry(window, margin) if record.is_forest else (window, margin)
+
+    def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
+        window, margin = geometry(run_mode)
         if window not in window_models:
             window_models[window] = loaded.window_models(window)
         dates = sorted({d for k in group for d in combinations[k]})
@@ -367,7 +378,7 @@ def classify_model(
                                window, margin, batch_size, progress)
         return blocks, window, margin
 
-    window, margin = window_geometry(mode, record.tile_size, config.prediction_stride, shape)
+    window, margin = geometry(mode)
     batch = batch_size or default_batch_size(window, len(stacks))
     n_cols = len(plan_axis(shape[1], window, margin).starts)
     per_combination = n_classes * buffer_rows(window, n_cols, batch) * shape[1] * 4
