@@ -1,4 +1,4 @@
-"""Step 07: the whole chain for one date (01 -> 04 -> 05), preparing the shared products if needed.
+"""Step 07: the whole chain for one date (01 -> 03b -> 04 -> 05), preparing the shared products if needed.
 
 Usage: python 07_full_pipeline.py DATE [LEVEL] [TRAIN|NEW] [--config CONFIG] [--force]
 """

@@ -149,7 +149,8 @@ def test_a_changed_product_rebuilds_its_date_only(batch: StudyArea) -> None:
     new = run(batch, "NEW")
     redone = rebuilt(before, outputs(batch))
     assert redone == {f"sentinel/{NEW}_L1C_all_bands.tif", f"classification_data/{NEW}_data/{NEW}_L1C_merged.tif",
-                      f"classification_data/{NEW}_data/{NEW}_L1C_prediction_windows.csv"}
+                      f"classification_data/{NEW}_data/{NEW}_L1C_prediction_windows.csv",
+                      f"clouds/{NEW}_L1C_clouds.tif", f"clouds/{NEW}_L1C_clouds.json"}
     assert "wrote" not in train
     assert "GRANULE/" in new and "_B04.jp2)" in new
 

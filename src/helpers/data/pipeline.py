@@ -4,8 +4,9 @@ Each function is one step: it checks its inputs, skips its work only when its ou
 date (it exists and was made from the current config values and input files, see
 :mod:`helpers.data.freshness`; ``force`` rebuilds regardless), writes its outputs atomically and
 reports in a few printed lines. Raw inputs are only ever read. Steps 01-04 and the drivers
-(07, 08a, 08b) live here; the tile steps (05b, the split, 05) in :mod:`helpers.data.pipeline_tiles`,
-re-exported here so that callers import one module.
+(07, 08a, 08b) live here; the tile steps (05b, the split, 05) in :mod:`helpers.data.pipeline_tiles`
+and the cloud masks (03b) in :mod:`helpers.data.clouds`, re-exported here so that callers import
+one module.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import numpy as np
 import rasterio
 from tqdm import tqdm
 
-from helpers.data import freshness
 from helpers.core.config import Config, format_threshold
 from helpers.core.errors import InputError
 from helpers.core.grid import check_same_grid, grid_of_raster
+from helpers.core.io import GTIFF_PROFILE, atomic_path, read_raster, write_json_atomic, write_raster
+from helpers.core.vector import check_vector_file, read_area_of_interest
+from helpers.data import freshness
+from helpers.data.clouds import cloud_mask_fingerprint, cloud_masks
 from helpers.data.ground_truth import (
     area_mask,
     extra_area_mask,
@@ -30,7 +34,6 @@ from helpers.data.ground_truth import (
     scene_area_mask,
     water_sweep_line,
 )
-from helpers.core.io import GTIFF_PROFILE, atomic_path, read_raster, write_json_atomic, write_raster
 from helpers.data.pipeline_base import (
     Say,
     StepResult,
@@ -56,10 +59,10 @@ from helpers.data.pipeline_tiles import (
 )
 from helpers.data.sentinel import declare_baseline, find_product, ingest_product, open_product, unknown_baseline_warning
 from helpers.data.tiling import check_tile_fits
-from helpers.core.vector import check_vector_file, read_area_of_interest
 
 __all__ = [
-    "Say", "StepResult", "check_run_inputs", "clip_sentinel", "create_area_tif", "full_pipeline", "is_date_complete",
+    "Say", "StepResult", "check_run_inputs", "clip_sentinel", "cloud_masks", "create_area_tif", "full_pipeline",
+    "is_date_complete",
     "merge_tifs", "prepare_ground_truth", "process_batch", "rasterize_shapefile", "read_split", "read_tile_endings",
     "reference_selection", "restrict_water_area", "save_all_tile_filenames", "split_into_tiles", "study_area",
     "subset_split",
@@ -367,7 +370,7 @@ def prepare_ground_truth(config: Config, level: str | None = None, force: bool =
 
 
 def is_date_complete(config: Config, date: str, level: str, use: str) -> bool:
-    """True if every output of a date's chain (01, 04, 05) is up to date (the test each step uses)."""
+    """True if every output of a date's chain (01, 03b, 04, 05) is up to date (the test each step uses)."""
     use = check_use(use)
     try:
         product = find_product(config.raw_sentinel_dir(level), date)
@@ -376,6 +379,7 @@ def is_date_complete(config: Config, date: str, level: str, use: str) -> bool:
     last = (config.tiles_summary_path(date, level), tiles_fingerprint(config, date, level)) if use == "TRAIN" else (
         config.prediction_windows_path(date, level), windows_fingerprint(config, date, level))
     outputs = [(config.scene_path(date, level), scene_fingerprint(config, date, level, product)),
+               (config.cloud_mask_path(date, level), cloud_mask_fingerprint(config, date, level)),
                (config.merged_path(date, level, use), merge_fingerprint(config, date, level, use)), last]
     return all(is_current(config, out, current) for out, current in outputs)
 
@@ -383,7 +387,7 @@ def is_date_complete(config: Config, date: str, level: str, use: str) -> bool:
 def full_pipeline(config: Config, date: str, level: str | None, use: str, force: bool = False,
                   say: Say = print_line, progress: bool = False, prepared: bool = False, method: str | None = None,
                   fresh: frozenset[str] = frozenset()) -> None:
-    """Step 07: 01 -> 04 -> 05 for one date, preparing the shared products first if needed.
+    """Step 07: 01 -> 03b -> 04 -> 05 for one date, preparing the shared products first if needed.
 
     Its inputs (the date's product and those of the shared products, the AOI, the GT) are
     checked before the first write (:func:`check_run_inputs`), so that a missing product does
@@ -400,6 +404,7 @@ def full_pipeline(config: Config, date: str, level: str | None, use: str, force:
         check_run_inputs(config, [*shared_dates(config), date], level)
         fresh = fresh | prepare_ground_truth(config, level, False, say, progress, method)
     clip_sentinel(config, date, level, force and date not in fresh, say, progress)
+    cloud_masks(config, date, level, force, say)
     merge_tifs(config, date, level, use, force, say)
     split_into_tiles(config, date, level, use, force, method, say, progress)
 
