@@ -44,6 +44,9 @@ demo: $(STAMP)
 		test -f data/demo/processed/classified/$$m/$${m}_classification.json || \
 			$(PY) src/predict/classify.py $$m --combination all --config $(CONFIG) || exit 1; \
 		$(PY) src/predict/change_detection.py $$m --config $(CONFIG) > /dev/null || exit 1; \
+		test -f data/demo/processed/classified/$$m/$${m}_period_a_0_class.tif || \
+			$(PY) src/predict/classify.py $$m --period a --config $(CONFIG) || exit 1; \
+		$(PY) src/predict/change_detection.py $$m --periods --config $(CONFIG) > /dev/null || exit 1; \
 	done
 	$(PY) src/predict/demo_summary.py --config $(CONFIG)
 
