@@ -57,13 +57,13 @@ from skimage.transform import rotate
 
 from helpers.core.config import Config, load_config
 from helpers.core.paths import REPO_ROOT
+from helpers.train.augmentation import transform_batch
 from helpers.train.generators import (
     FixedSequenceGenerator,
     RandomSequenceGenerator,
     SingleTileGenerator,
-    normaliser_for,
-    transform_batch,
 )
+from helpers.train.normalisation import normaliser_for
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.toml"
 FCN_BATCH = 64
@@ -280,7 +280,7 @@ def agreement(config: Config, seed: int = 3) -> tuple[float, float, bool]:
         against float64); the share of label pixels to which the original's bilinear rotation
         gives a class id absent from the tile; whether our labels only hold ids of their tile.
     """
-    from helpers.train.generators import load_tiles
+    from helpers.train.tile_cache import load_tiles
 
     tiles = load_tiles(config, config.fcn_training[0], "train")
     rng = np.random.default_rng(seed)

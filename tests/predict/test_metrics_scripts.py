@@ -21,7 +21,8 @@ from helpers.data import pipeline
 from helpers.demo.demo_data import generate_demo
 from helpers.predict.evaluation import evaluate_ensemble, get_metrics_and_cm
 from helpers.predict.scoring import score
-from helpers.train.generators import Normaliser, load_tiles
+from helpers.train.normalisation import Normaliser
+from helpers.train.tile_cache import load_tiles
 from predict import ensemble_avg, metrics
 
 SCRIPTS = REPO_ROOT / "src" / "predict"

@@ -24,6 +24,7 @@ from helpers.predict.reports import format_report, report_dir, write_report
 from helpers.predict.scoring import score
 from helpers.train.run_record import ModelSpec, RunRecord, check_same_kind, load_run
 from helpers.train.runs import check_model_name, ensemble_name
+from helpers.train.tile_cache import load_tiles
 
 PREDICT_BATCH = 32
 """Tiles (or sequences) per ``model.predict`` batch."""
@@ -39,9 +40,13 @@ SCORED_SPLITS: tuple[str, ...] = ("test", "valid")
 def uses_sequences(model: Any, model_name: str = "") -> bool:
     """Whether a model takes date sequences.
 
-    The input rank decides (5-D = sequences); for a model without a known input the
-    original's convention applies: 'lstm' in the model name means a sequence model.
+    The input rank decides (5-D = sequences); a random forest says so itself
+    (``takes_sequences``); for a model without a known input the original's convention
+    applies: 'lstm' in the model name means a sequence model.
     """
+    takes_sequences = getattr(model, "takes_sequences", None)
+    if takes_sequences is not None:
+        return bool(takes_sequences)
     inputs = getattr(model, "inputs", None)
     if inputs:
         return len(inputs[0].shape) == 5
@@ -65,8 +70,6 @@ def split_parts(config: Config, split: str, level: str | None, sequence: bool) -
     Raises:
         InputError: If tiles are missing, or no tile is present on every date.
     """
-    from helpers.train.generators import load_tiles
-
     dates = sorted(config.evaluation)
     if not dates:
         raise InputError(f"{config.source}: dates.evaluation is empty")
@@ -197,6 +200,11 @@ def check_model_fits(model: Any, record: RunRecord, config: Config) -> bool:
     record.check_model(model)
     name = record.name
     sequence = uses_sequences(model, name)
+    if record.is_forest:  # per pixel: any tile size; a multitemporal forest takes its number of dates
+        if sequence and model.timesteps != len(config.evaluation):
+            raise InputError(f"model '{name}' stacks {model.timesteps} dates per pixel, but dates.evaluation of "
+                             f"{config.source} has {len(config.evaluation)}")
+        return sequence
     shape = tuple(model.inputs[0].shape)
     if sequence and len(shape) == 5:
         if shape[1] is not None and shape[1] != len(config.evaluation):

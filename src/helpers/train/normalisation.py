@@ -1,4 +1,4 @@
-"""Per-band standardisation of Sentinel-2 values, without Keras.
+"""Per-band standardisation of Sentinel-2 values, and where a study area's values come from.
 
 Kept apart from the Keras generators so that classification, evaluation and run records can
 use a model's normalisation without importing a deep-learning backend.
@@ -6,10 +6,17 @@ use a model's normalisation without importing a deep-learning backend.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+
+from helpers.core.config import Config
+from helpers.core.errors import InputError
+from helpers.core.io import write_json_atomic
+from helpers.train.tile_cache import TileSet, band_statistics
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,41 @@ class Normaliser:
         flat -= np.tile(self.mean, repeat)
         flat /= np.tile(self.std, repeat)
         return out
+
+
+def normaliser_for(config: Config, level: str | None, train_sets: Sequence[TileSet],
+                   save_to: Path | None = None) -> Normaliser:
+    """The normalisation of a study area: the config's constants, or computed from training tiles.
+
+    Args:
+        config: The configuration; ``normalisation.mean/std = "compute"`` (None in the config
+            object) means computing them from ``train_sets``.
+        level: Processing level; None means the config's.
+        train_sets: The training tile sets (used only when computing).
+        save_to: Where to save computed values as JSON ``{"mean": [...], "std": [...]}``
+            (atomically); None saves nothing. Ignored for constants from the config.
+
+    Returns:
+        The normaliser.
+
+    Raises:
+        InputError: If the config's constants do not match the level's band count, or there
+            are no training tiles to compute from.
+    """
+    level = config.check_level(level)
+    n_bands = len(config.bands(level))
+    if config.norm_mean is not None and config.norm_std is not None:
+        if len(config.norm_mean) != n_bands:
+            raise InputError(f"{config.source}: normalisation.mean/std give {len(config.norm_mean)} values, but "
+                             f"level {level} has {n_bands} bands; give {n_bands} values or \"compute\"")
+        return Normaliser.from_values(config.norm_mean, config.norm_std)
+    if not train_sets:
+        raise InputError(f"{config.source}: normalisation = \"compute\" needs training tiles, none were given")
+    mean, std = band_statistics(train_sets)
+    if np.any(std == 0):
+        constant = [config.bands(level)[i] for i in np.flatnonzero(std == 0)]
+        warnings.warn(f"bands {constant} are constant in the training tiles; their std is set to 1", stacklevel=2)
+        std = np.where(std == 0, 1.0, std)
+    if save_to is not None:
+        write_json_atomic(save_to, {"mean": mean.tolist(), "std": std.tolist()})
+    return Normaliser.from_values(mean, std)

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from helpers.core.config import load_config
 from helpers.core.errors import InputError
+from helpers.train.normalisation import Normaliser, normaliser_for
 from helpers.train.runs import newest_model
+from helpers.train.tile_cache import load_tiles
 from helpers.train.training import (
     COMMON_SETTINGS,
     Say,
@@ -36,7 +38,6 @@ from helpers.train.training import (
 if TYPE_CHECKING:
     import argparse
 
-    from helpers.train.normalisation import Normaliser
     from helpers.train.run_record import ModelSpec, RunRecord
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's INFO lines; its warnings and errors stay
@@ -124,8 +125,6 @@ def random_sequence_dates(run: TrainingRun) -> tuple[tuple[str, ...], int]:
 
 def training_normaliser(run: TrainingRun, dates: Sequence[str]) -> Normaliser:
     """An FCN's band normalisation: the config's constants, or mean/std of the dates' training tiles."""
-    from helpers.train.generators import load_tiles, normaliser_for
-
     computed = run.config.norm_mean is None
     train_sets = [load_tiles(run.config, date, "train", run.level) for date in dates] if computed else []
     return normaliser_for(run.config, run.level, train_sets, None)
