@@ -1,5 +1,8 @@
 """Print the newest run of each training script: epochs, wall time, seconds per step, validation accuracies.
 
+The newest random forests (random_forest.py, a baseline added by this project) follow with their
+training pixels, features, trees and fit time.
+
 Usage: python runs_summary.py [--config CONFIG]
 """
 
@@ -14,6 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imports below exits quietly)
 from helpers.core.config import load_config
 from helpers.core.errors import InputError, run_cli
+from helpers.train.forest import newest_forest
+from helpers.train.forest_model import FOREST_SCRIPTS
 from helpers.train.runs import newest_model
 from helpers.train.trainers import SCRIPTS
 from helpers.train.training import run_paths
@@ -42,15 +47,28 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"{_value(s, 'final_val_masked_accuracy'):>10} {_value(s, 'best_val_masked_accuracy'):>9} "
                     f"{_value(s, 'final_val_categorical_accuracy'):>9} {_value(s, 'best_val_categorical_accuracy'):>8}"
                     f"  {monitor}")
-    if not rows:
+    forests = []
+    for script in FOREST_SCRIPTS:
+        run = newest_forest(config.models_root, script)
+        path = None if run is None else run_paths(config, run).summary_json
+        if path is None or not path.is_file():
+            continue
+        s = json.loads(path.read_text(encoding="utf-8"))
+        forests.append(f"  {run:<24} {s['pixels']:>9,} {s['features']:>8} {s['trees']:>5} {s['fit_time_s']:>9.1f}")
+    if not rows and not forests:
         raise InputError(f"{config.models_root}: no trained model with a training summary")
     print(f"Trained models ({config.models_root}); TensorBoard: tensorboard --logdir={config.reports_root / 'logs'}")
-    print(f"  {'':<20} {'':>6} {'':>9} {'':>7} {'masked accuracy':>20} {'categorical acc.':>18}")
-    print(f"  {'run':<20} {'epochs':>6} {'wall (s)':>9} {'s/step':>7} {'final val':>10} {'best val':>9} "
-          f"{'final val':>9} {'best val':>8}  monitored")
-    print("\n".join(rows))
-    print("  (val = random validation batches; masked: labelled pixels of the trained classes only, categorical: "
-          "every pixel, unclassifiable and outside pixels included, as the original)")
+    if rows:
+        print(f"  {'':<20} {'':>6} {'':>9} {'':>7} {'masked accuracy':>20} {'categorical acc.':>18}")
+        print(f"  {'run':<20} {'epochs':>6} {'wall (s)':>9} {'s/step':>7} {'final val':>10} {'best val':>9} "
+              f"{'final val':>9} {'best val':>8}  monitored")
+        print("\n".join(rows))
+        print("  (val = random validation batches; masked: labelled pixels of the trained classes only, categorical: "
+              "every pixel, unclassifiable and outside pixels included, as the original)")
+    if forests:
+        print(f"Random forests (a baseline, not the paper's)\n  {'run':<24} {'pixels':>9} {'features':>8} {'trees':>5} "
+              f"{'fit (s)':>9}")
+        print("\n".join(forests))
     return 0
 
 

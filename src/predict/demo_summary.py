@@ -1,7 +1,9 @@
 """One table of the whole study: per model accuracy, kappa, F1 of grassland and farmland, robust change.
 
 Reads what metrics.py (its test split) and change_detection.py wrote for the newest run of
-each training script, prints the table and writes it with links to the plots as Markdown.
+each training script and of each random forest (random_forest.py --kind mono|multi, a
+baseline added by this project, not the paper's), prints the table and writes it with links to
+the plots as Markdown.
 
 Usage: python demo_summary.py [--config CONFIG] [--out reports/demo_summary.md]
 """
@@ -21,6 +23,8 @@ from helpers.core.errors import InputError, run_cli
 from helpers.core.io import write_text_atomic
 from helpers.core.paths import resolve_from_root
 from helpers.predict.reports import change_report_paths, report_dir, report_paths
+from helpers.train.forest import newest_forest
+from helpers.train.forest_model import FOREST_SCRIPTS
 from helpers.train.runs import newest_model
 from helpers.train.trainers import FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT
 
@@ -51,8 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from helpers.predict.classification import output_dir
 
     rows, plots = [], []
-    for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT):
-        run = newest_model(config.models_root, script)
+    newest = [newest_model(config.models_root, script) for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT)]
+    newest += [newest_forest(config.models_root, script) for script in FOREST_SCRIPTS]
+    for run in newest:
         if run is None:
             continue
         folder = report_dir(config, run)
@@ -76,7 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"# Summary: {config.name}", "",
              "Test split of the evaluation dates (unclassifiable pixels removed); robust change = share of GT "
              "pixels where the class maps of all date combinations agree on a class other than the GT's "
-             "(this project's definition); change precision/recall against the true-change file.", "",
+             "(this project's definition); change precision/recall against the true-change file. "
+             "random_forest_* rows: per-pixel random forests on the same tiles (a baseline added by this project, "
+             "not the paper's; mono: one date per pixel, multi: the fixed sequence's dates stacked per pixel).", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     lines += ["", "## Plots", ""]
