@@ -98,17 +98,26 @@ class _Interrupt(keras.callbacks.Callback):
             raise KeyboardInterrupt
 
 
-def test_resume_continues_from_the_saved_epoch(area: Config) -> None:
-    args = ["--config", str(area.source), *TINY, "--epochs", "4"]
+def test_resume_ends_exactly_as_an_uninterrupted_run(area: Config) -> None:
+    # patience 1 with a learning rate this high stops early, so the early-stopping state matters too
+    args = ["--config", str(area.source), *TINY, "--epochs", "6", "--patience", "1", "--learning-rate", "0.05"]
     with pytest.raises(InputError, match="interrupted; continue it with --resume baseline_cnn_01"):
-        baseline_cnn.train(args, say=quiet, extra_callbacks=[_Interrupt(after_epoch=1)])
+        baseline_cnn.train(args, say=quiet, extra_callbacks=[_Interrupt(after_epoch=0)])
     assert (area.models_root / "baseline_cnn_01_backup").is_dir()
     assert not (area.models_root / "baseline_cnn_01.keras").exists()
-    summary = baseline_cnn.train(["--config", str(area.source), "--resume", "--quiet"], say=quiet)
-    assert summary["run"] == "baseline_cnn_01"
-    assert summary["first_epoch"] == 2, "epochs 0 and 1 were done before the interruption"
-    assert [int(row["epoch"]) for row in history(area, "baseline_cnn_01")] == [0, 1, 2, 3]
-    assert (area.models_root / "baseline_cnn_01.keras").is_file()
+    resumed = baseline_cnn.train(["--config", str(area.source), "--resume", "--quiet"], say=quiet)
+    assert resumed["run"] == "baseline_cnn_01"
+    assert resumed["first_epoch"] == 1, "epoch 0 was done before the interruption"
+    straight = baseline_cnn.train(args, say=quiet)
+    assert straight["run"] == "baseline_cnn_02"
+    resumed_rows, straight_rows = history(area, "baseline_cnn_01"), history(area, "baseline_cnn_02")
+    assert [int(row["epoch"]) for row in resumed_rows] == [int(row["epoch"]) for row in straight_rows]
+    assert resumed_rows == straight_rows, "the same losses and accuracies, epoch by epoch"
+    assert 1 < len(straight_rows) < 6, "early stopping ended both runs after the resume"
+    assert resumed["best_epoch"] == straight["best_epoch"]
+    first, second = (load_model(area.models_root / f"{run}.keras") for run in ("baseline_cnn_01", "baseline_cnn_02"))
+    for a, b in zip(first.weights, second.weights, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=a.path)
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus(area: Config) -> None:

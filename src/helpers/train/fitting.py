@@ -128,15 +128,36 @@ def run_callbacks(run: TrainingRun) -> list[keras.callbacks.Callback]:
 
 
 class _FollowEpochs(keras.callbacks.Callback):
-    """Key the generators' batches by Keras' epoch number (so a resumed run draws what an uninterrupted one would)."""
+    """Key the generators' batches by Keras' epoch number (so a resumed run draws what an uninterrupted one would).
 
-    def __init__(self, datasets: Sequence[Any]) -> None:
+    Keras' data workers start drawing the first epoch's batches before ``on_epoch_begin``; so the
+    generators are set to the first epoch of the fit (the backed-up epoch of a resumed run) when
+    this callback is made, before ``fit`` starts them.
+
+    Args:
+        datasets: The fit's PyDatasets (those without an ``epoch`` are left alone).
+        first_epoch: The epoch the fit starts with.
+    """
+
+    def __init__(self, datasets: Sequence[Any], first_epoch: int = 0) -> None:
         super().__init__()
         self.datasets = [d for d in datasets if hasattr(d, "epoch")]
+        for dataset in self.datasets:
+            dataset.epoch = first_epoch
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         for dataset in self.datasets:
             dataset.epoch = epoch
+
+
+def backed_up_epoch(backup: Path) -> int:
+    """The epoch a resumed fit starts with: the one ``BackupAndRestore`` recorded in the run's backup folder (0: none)."""
+    for name in ("training_metadata.json", "training_metadata.json.bkp"):
+        try:
+            return int(json.loads((backup / name).read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return 0
 
 
 class _NonFiniteLoss(keras.callbacks.Callback):
@@ -190,10 +211,14 @@ def fit_and_save(run: TrainingRun, model: keras.Model, train_data: Any, val_data
             f"replica(s), early stopping on val_{run.monitor}"
             + ("" if run.seed is None else f", seed {run.seed} ({run.determinism})"))
     guard = _NonFiniteLoss()
+    first = backed_up_epoch(paths.backup) if run.resuming else 0
     started = time.time()
     try:
-        history = model.fit(train_data, validation_data=val_data, epochs=run.epochs,
-                            callbacks=[_FollowEpochs([train_data, val_data]), guard, *callbacks],
+        # shuffle=False: each batch already draws its tiles at random from (seed, epoch, index); Keras'
+        # shuffling of the batch order would draw from Python's global random state, which a resumed
+        # run does not have, so it would see the batches of an epoch in another order.
+        history = model.fit(train_data, validation_data=val_data, epochs=run.epochs, shuffle=False,
+                            callbacks=[_FollowEpochs([train_data, val_data], first), guard, *callbacks],
                             verbose=0 if run.flags.get("quiet") else 2)
     except KeyboardInterrupt:
         raise InputError(f"{run.run}: training interrupted; continue it with --resume {run.run}") from None
