@@ -117,7 +117,8 @@ def study_area(folder: Path, quick: bool, maps: bool, source: Path = DEMO_CONFIG
         raise SystemExit(f"error: {source}: the training tiles of dates.training_pool are not all there; "
                          "pre-process the study area first (08a_process_train_batch.py)")
     from helpers.data import pipeline
-    from helpers.demo.demo_data import DEFAULT_SIZE, generate_demo
+    from helpers.demo.demo_data import generate_demo
+    from helpers.demo.layout import DEFAULT_SIZE
 
     area = folder / "area"
     path = area / "config.toml"

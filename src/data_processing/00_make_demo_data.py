@@ -24,6 +24,7 @@ from helpers.core import locks
 from helpers.core.config import load_config
 from helpers.core.errors import InputError, hold_until_exit, run_cli
 from helpers.demo import demo_data, demo_manifest
+from helpers.demo.layout import DEFAULT_SIZE, check_size
 
 _CLASS_NAMES = {1: "buildings", 2: "grassland", 3: "forest", 4: "settlement", 5: "farmland", 6: "industry",
                 7: "water", 8: "unclassifiable"}
@@ -33,8 +34,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default=None, help="study-area TOML (default: configs/demo.toml)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--size", type=int, default=demo_data.DEFAULT_SIZE,
-                        help=f"scene side in 10 m pixels, a multiple of 6 (default {demo_data.DEFAULT_SIZE})")
+    parser.add_argument("--size", type=int, default=DEFAULT_SIZE,
+                        help=f"scene side in 10 m pixels, a multiple of 6 (default {DEFAULT_SIZE})")
     parser.add_argument("--force", action="store_true", help="regenerate an existing demo raw/ folder")
     parser.add_argument("--wait", action="store_true",
                         help="if another run is processing this study area, wait for it instead of refusing")
@@ -72,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse(argv)
     config = load_config(args.config)
     try:
-        demo_data.check_size(args.size)
+        check_size(args.size)
     except ValueError as error:
         raise InputError(str(error)) from None
     had_outputs = config.processed_dir.exists()

@@ -1,4 +1,4 @@
-"""Tests of the embedded demo generator (helpers.demo.demo_data and 00_make_demo_data.py)."""
+"""Tests of the embedded demo (helpers.demo: landscape, radiometry, products, raw folder; 00_make_demo_data.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ from rasterio import features
 from helpers.core.config import L1C_BANDS, Config, load_config
 from helpers.core.errors import InputError
 from helpers.demo import demo_data, demo_manifest
+from helpers.demo.landscape import DemoScene, build_scene
+from helpers.demo.layout import FARMLAND, FOREST, GRASSLAND, WATER
+from helpers.demo.radiometry import plan_dates, render_date
+from helpers.demo.safe_writer import BAND_RESOLUTION
 
 REPO = Path(__file__).resolve().parents[3]
 SCRIPT = REPO / "src" / "data_processing" / "00_make_demo_data.py"
@@ -44,8 +48,8 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, demo_data.De
 
 
 @pytest.fixture(scope="module")
-def scene() -> demo_data.DemoScene:
-    return demo_data.build_scene(0, SIZE)
+def scene() -> DemoScene:
+    return build_scene(0, SIZE)
 
 
 def _band_file(config: Config, date: str, band: str) -> Path:
@@ -92,7 +96,7 @@ def test_safe_products_and_band_grids(demo: tuple[Config, demo_data.DemoSummary]
         files = sorted(p.name for p in (granules[0] / "IMG_DATA").iterdir())
         assert files == sorted(f"T33UVS_{date}T101022_{band}.jp2" for band in L1C_BANDS)
         for band in L1C_BANDS:
-            resolution = demo_data.BAND_RESOLUTION[band]
+            resolution = BAND_RESOLUTION[band]
             with rasterio.open(granules[0] / "IMG_DATA" / f"T33UVS_{date}T101022_{band}.jp2") as src:
                 assert src.driver == "JP2OpenJPEG"
                 assert src.dtypes[0] == "uint16"
@@ -141,7 +145,7 @@ def test_dn_values_and_partial_swath(demo: tuple[Config, demo_data.DemoSummary])
 
 
 # ---------------------------------------------------------------------- ground truth
-def test_gt_shapefile(demo: tuple[Config, demo_data.DemoSummary], scene: demo_data.DemoScene) -> None:
+def test_gt_shapefile(demo: tuple[Config, demo_data.DemoSummary], scene: DemoScene) -> None:
     config, summary = demo
     gt = gpd.read_file(config.gt_file)
     assert gt.crs.to_epsg() == 32633
@@ -154,10 +158,10 @@ def test_gt_shapefile(demo: tuple[Config, demo_data.DemoSummary], scene: demo_da
                                transform=scene.transform, all_touched=False, dtype="uint8")
     np.testing.assert_array_equal(burnt, scene.label)
     shares = np.bincount(scene.label.ravel(), minlength=9) / scene.label.size
-    assert 0.28 < shares[demo_data.FOREST] < 0.42
-    assert 0.22 < shares[demo_data.FARMLAND] < 0.34
-    assert 0.18 < shares[demo_data.GRASSLAND] < 0.28
-    assert 0.015 < shares[demo_data.WATER] < 0.045
+    assert 0.28 < shares[FOREST] < 0.42
+    assert 0.22 < shares[FARMLAND] < 0.34
+    assert 0.18 < shares[GRASSLAND] < 0.28
+    assert 0.015 < shares[WATER] < 0.045
 
 
 def test_aoi_shapefile(demo: tuple[Config, demo_data.DemoSummary]) -> None:
@@ -174,7 +178,7 @@ def test_aoi_shapefile(demo: tuple[Config, demo_data.DemoSummary]) -> None:
     assert x0 >= 399960 and y1 <= 5640000 and x1 <= 399960 + SIZE * 10 and y0 >= 5640000 - SIZE * 10
 
 
-def test_true_changes(demo: tuple[Config, demo_data.DemoSummary], scene: demo_data.DemoScene) -> None:
+def test_true_changes(demo: tuple[Config, demo_data.DemoSummary], scene: DemoScene) -> None:
     config, summary = demo
     changes = gpd.read_file(config.true_change_file)
     assert changes.crs.to_epsg() == 32633
@@ -207,12 +211,12 @@ def test_same_seed_gives_identical_files(demo: tuple[Config, demo_data.DemoSumma
 
 
 def test_different_seed_differs(demo: tuple[Config, demo_data.DemoSummary],
-                                scene: demo_data.DemoScene) -> None:
+                                scene: DemoScene) -> None:
     config, _ = demo
-    other = demo_data.build_scene(1, SIZE)
+    other = build_scene(1, SIZE)
     assert not np.array_equal(other.label, scene.label)
-    plans = {p.label: p for p in demo_data.plan_dates(config, np.random.default_rng(1))}
-    bands, _ = demo_data.render_date(other, plans[config.reference], np.random.default_rng(1))
+    plans = {p.label: p for p in plan_dates(config, np.random.default_rng(1))}
+    bands, _ = render_date(other, plans[config.reference], np.random.default_rng(1))
     assert not np.array_equal(bands["B04"], _read(config, config.reference, "B04"))
 
 
@@ -226,24 +230,24 @@ def test_invalid_size_is_rejected(demo: tuple[Config, demo_data.DemoSummary]) ->
 
 # ---------------------------------------------------------------------- spectral behaviour
 def test_farmland_is_bare_in_spring_and_green_in_summer(demo: tuple[Config, demo_data.DemoSummary],
-                                                        scene: demo_data.DemoScene) -> None:
+                                                        scene: DemoScene) -> None:
     config, _ = demo
-    farm = scene.label == demo_data.FARMLAND
-    grass = scene.label == demo_data.GRASSLAND
+    farm = scene.label == FARMLAND
+    grass = scene.label == GRASSLAND
     spring, summer = _ndvi(config, "20160403"), _ndvi(config, "20160522")
     assert np.median(spring[farm]) + 0.1 < np.median(summer[farm])
     assert (spring[farm] < 0.2).mean() > 0.3  # many fields bare in early spring
     assert np.median(spring[grass]) > np.median(spring[farm]) + 0.1
     assert np.median(summer[grass]) > 0.5
-    forest = scene.label == demo_data.FOREST
+    forest = scene.label == FOREST
     assert np.median(summer[forest]) > 0.55
 
 
 def test_lake_ndwi_and_moving_shoreline(demo: tuple[Config, demo_data.DemoSummary],
-                                        scene: demo_data.DemoScene) -> None:
+                                        scene: DemoScene) -> None:
     config, summary = demo
-    core = (scene.label == demo_data.WATER) & (scene.lake_rho < 0.75)
-    rim = (scene.label == demo_data.WATER) & (scene.lake_rho > 0.93)
+    core = (scene.label == WATER) & (scene.lake_rho < 0.75)
+    rim = (scene.label == WATER) & (scene.lake_rho > 0.93)
     dry_somewhere = np.zeros_like(rim)
     for date in config.training_pool:
         ndwi = _index(_read(config, date, "B03"), _read(config, date, "B08"))
@@ -256,11 +260,11 @@ def test_lake_ndwi_and_moving_shoreline(demo: tuple[Config, demo_data.DemoSummar
 
 
 def test_single_dates_are_ambiguous_time_series_separates(demo: tuple[Config, demo_data.DemoSummary],
-                                                           scene: demo_data.DemoScene) -> None:
+                                                           scene: DemoScene) -> None:
     """Nearest-class-mean on NDVI: grassland vs farmland confused often per date, rarely over time."""
     config, _ = demo
-    keep = np.isin(scene.label, (demo_data.GRASSLAND, demo_data.FARMLAND))
-    truth = scene.label[keep] == demo_data.GRASSLAND
+    keep = np.isin(scene.label, (GRASSLAND, FARMLAND))
+    truth = scene.label[keep] == GRASSLAND
     stack = np.stack([_ndvi(config, d)[keep] for d in config.fixed_sequence], axis=1)
     errors = []
     for column in stack.T:
