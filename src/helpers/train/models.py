@@ -9,8 +9,8 @@ layers, so there is no dependency on the unmaintained ``segmentation_models`` pa
 The sequence model applies the FCN (without its softmax) to every date of a sequence and
 feeds the per-date class scores to a bidirectional ConvLSTM, as the original
 ``lstm_fixed_seq.py`` / ``lstm_random_seq.py`` did. Keras 3's ConvLSTM2D needs a fixed
-spatial size, so :func:`rebuild_sequence_model` builds the same network at another window
-size with the same weights (classification uses large windows).
+spatial size, so :func:`split_sequence_model` builds its two parts (per-date logits, per-sequence
+head) at another window size with the same weights (classification uses large windows).
 """
 
 from __future__ import annotations
@@ -290,30 +290,6 @@ def _unbuilt_head(head: keras.layers.Bidirectional) -> keras.layers.Bidirectiona
         if isinstance(config.get(key), dict):
             config[key].pop("build_config", None)
     return keras.layers.Bidirectional.from_config(config)
-
-
-def rebuild_sequence_model(model: keras.Model, tile_size: int, timesteps: int | None = None) -> keras.Model:
-    """The same FCN + ConvLSTM at another window size, with copies of all weights.
-
-    Args:
-        model: A model from :func:`build_fcn_lstm` (or loaded from one).
-        tile_size: New side of the square input window (a multiple of 32).
-        timesteps: New number of dates (default: the model's).
-
-    Returns:
-        A new, independent model (its weights are copies); at the original size it gives
-        exactly the original's predictions.
-
-    Raises:
-        ValueError: If ``model`` is not such a sequence model or the sizes are invalid.
-    """
-    old_fcn, head = _sequence_layers(model)
-    timesteps = model.inputs[0].shape[1] if timesteps is None else timesteps
-    _check_sequence_size(timesteps, tile_size)
-    new_head = _unbuilt_head(head)
-    rebuilt = _assemble(_copy_fcn(old_fcn, tile_size), new_head, timesteps, tile_size, model.name)
-    new_head.set_weights(head.get_weights())
-    return rebuilt
 
 
 def split_sequence_model(model: keras.Model, tile_size: int) -> tuple[keras.Model, Callable[[int], keras.Model]]:

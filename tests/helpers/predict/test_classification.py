@@ -19,6 +19,7 @@ from scene_stacks import (
     one_hot,
     sequence_stand_in,
 )
+from sequence_models import sequence_model_at
 
 from helpers.predict.classification import class_and_confidence
 from helpers.predict.sliding_windows import WindowModel, predict_scene, window_geometry
@@ -95,7 +96,7 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
     import keras
 
     from helpers.predict.classification import keras_window_model
-    from helpers.train.models import build_fcn_lstm, build_unet, rebuild_sequence_model
+    from helpers.train.models import build_fcn_lstm, build_unet
     from helpers.train.normalisation import Normaliser
 
     keras.utils.set_random_seed(5)
@@ -105,7 +106,7 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
     normaliser = Normaliser.from_values([100.0] * N_BANDS, [60.0] * N_BANDS)
     window, margin = window_geometry("fast", shape=SHAPE)
     assert (window, margin) == (64, 16)
-    for model, whole, is_sequence in ((fcn, fcn, False), (sequence, rebuild_sequence_model(sequence, window), True)):
+    for model, whole, is_sequence in ((fcn, fcn, False), (sequence, sequence_model_at(sequence, window), True)):
         expected = classify_scene(whole.predict_on_batch, stacks, window, margin, normaliser,
                                   sequence=is_sequence)
         split = keras_window_model(model, window, normaliser)

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from sequence_models import sequence_model_at
 
 from helpers.core.errors import InputError
 from helpers.train import models
@@ -210,28 +211,7 @@ def test_build_fcn_lstm_rejects_a_fixed_fcn_of_another_size(small_fcn: keras.Mod
         models.build_fcn_lstm(small_fcn, STEPS, 40)
 
 
-def test_rebuild_at_the_same_size_reproduces_predictions_exactly(small_sequence: keras.Model,
-                                                                  sequences: np.ndarray) -> None:
-    _perturb_batchnorm(small_sequence.get_layer("time_distributed_fcn").layer, seed=7)
-    rebuilt = models.rebuild_sequence_model(small_sequence, TILE)
-    assert rebuilt.count_params() == small_sequence.count_params()
-    np.testing.assert_array_equal(rebuilt.predict(sequences, verbose=0), small_sequence.predict(sequences, verbose=0))
-    assert not {id(v) for v in rebuilt.weights} & {id(v) for v in small_sequence.weights}
-
-
-def test_rebuild_at_a_larger_size_and_other_timesteps(small_sequence: keras.Model, sequences: np.ndarray) -> None:
-    rebuilt = models.rebuild_sequence_model(small_sequence, 96)
-    big = np.tile(sequences, (1, 1, 3, 3, 1))
-    y = rebuilt.predict(big, verbose=0)
-    assert y.shape == (2, 96, 96, 8) and np.isfinite(y).all()
-    shorter = models.rebuild_sequence_model(small_sequence, 64, timesteps=4)
-    assert shorter.inputs[0].shape == (None, 4, 64, 64, 13)
-    assert shorter.predict(big[:, :4, :64, :64], verbose=0).shape == (2, 64, 64, 8)
-
-
-def test_rebuild_rejects_a_single_date_model(small_fcn: keras.Model) -> None:
-    with pytest.raises(ValueError, match="not a sequence model"):
-        models.rebuild_sequence_model(small_fcn, TILE)
+def test_split_rejects_a_single_date_model(small_fcn: keras.Model) -> None:
     with pytest.raises(ValueError, match="not a sequence model"):
         models.split_sequence_model(small_fcn, TILE)
 
@@ -243,9 +223,9 @@ def test_split_parts_compose_to_the_model_at_another_size(small_sequence: keras.
     n, dates = big.shape[:2]
     logits, head_for = models.split_sequence_model(small_sequence, 64)
     per_date = logits.predict(big.reshape(n * dates, 64, 64, 13), verbose=0).reshape(n, dates, 64, 64, 8)
-    whole = models.rebuild_sequence_model(small_sequence, 64).predict(big, verbose=0)
+    whole = sequence_model_at(small_sequence, 64).predict(big, verbose=0)
     np.testing.assert_allclose(head_for(dates).predict(per_date, verbose=0), whole, atol=1e-6)
-    shorter = models.rebuild_sequence_model(small_sequence, 64, timesteps=2).predict(big[:, 1:3], verbose=0)
+    shorter = sequence_model_at(small_sequence, 64, timesteps=2).predict(big[:, 1:3], verbose=0)
     np.testing.assert_allclose(head_for(2).predict(per_date[:, 1:3], verbose=0), shorter, atol=1e-6)
     assert head_for(2) is head_for(2)  # built once per sequence length
 
@@ -263,7 +243,7 @@ def test_saved_model_reloads_with_its_loss(small_fcn: keras.Model, small_sequenc
         assert isinstance(loaded.loss, WeightedCategoricalCrossentropy)
         assert loaded.loss.class_weights == pytest.approx(weights)
         assert loaded.count_params() == model.count_params()
-    rebuilt = models.rebuild_sequence_model(loaded, 64)
+    rebuilt = sequence_model_at(loaded, 64)
     assert rebuilt.predict(np.tile(sequences, (1, 1, 2, 2, 1)), verbose=0).shape == (2, 64, 64, 8)
 
 
