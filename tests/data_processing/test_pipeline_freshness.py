@@ -150,7 +150,7 @@ def test_a_changed_product_rebuilds_its_date_only(batch: StudyArea) -> None:
     redone = rebuilt(before, outputs(batch))
     assert redone == {f"sentinel/{NEW}_L1C_all_bands.tif", f"classification_data/{NEW}_data/{NEW}_L1C_merged.tif",
                       f"classification_data/{NEW}_data/{NEW}_L1C_prediction_windows.csv",
-                      f"clouds/{NEW}_L1C_clouds.tif", f"clouds/{NEW}_L1C_clouds.json"}
+                      *(f"clouds/{NEW}_L1C_clouds.{end}" for end in ("tif", "tif.aux.xml", "json", "png"))}
     assert "wrote" not in train
     assert "GRANULE/" in new and "_B04.jp2)" in new
 

@@ -2,9 +2,10 @@
 
 A new date is rarely cloud-free; unmasked, its clouds and shadows are classified as land cover
 and can turn up as change. This step writes ``processed/clouds/<DATE>_<LEVEL>_clouds.tif``
-(0 clear, 1 cloud, 2 shadow, 255 no data; same CRS, transform and shape as the scene stack)
-with the detector configured for the level (:mod:`helpers.data.cloud_detectors`), a JSON
-summary beside it, and prints the share of each class. The drivers (07, 08a, 08b) run it for
+(0 clear, 1 cloud, 2 shadow, 255 no data; same CRS, transform and shape as the scene stack, with
+a colour table and category names for a GIS) with the detector configured for the level
+(:mod:`helpers.data.cloud_detectors`), a JSON summary and a PNG map beside it, and prints the
+share of each class. The drivers (07, 08a, 08b) run it for
 every date they process, right after step 01.
 """
 
@@ -18,19 +19,25 @@ import numpy as np
 
 from helpers.core.config import Config
 from helpers.core.errors import InputError
+from helpers.core.figures import CLOUD_MASK_CATEGORIES, write_mask_figure
 from helpers.core.grid import grid_of_raster
 from helpers.core.io import RASTER_ERRORS, open_raster, write_json_atomic, write_raster
 from helpers.data import freshness
 from helpers.data.cloud_detectors import MASK_CLASSES, NODATA, make_detector
 from helpers.data.pipeline_base import Say, StepResult, fingerprint, print_line, record, require, up_to_date
 
-__all__ = ["class_counts", "class_shares", "cloud_mask_fingerprint", "cloud_masks", "mask_summary_path",
-           "read_layers", "shares_line"]
+__all__ = ["class_counts", "class_shares", "cloud_mask_fingerprint", "cloud_masks", "mask_figure_path",
+           "mask_summary_path", "read_layers", "shares_line"]
 
 
 def mask_summary_path(config: Config, date: str, level: str) -> Path:
     """The JSON summary beside a mask (``<DATE>_<LEVEL>_clouds.json``)."""
     return config.cloud_mask_path(date, level).with_suffix(".json")
+
+
+def mask_figure_path(config: Config, date: str, level: str) -> Path:
+    """The PNG map beside a mask (``<DATE>_<LEVEL>_clouds.png``)."""
+    return config.cloud_mask_path(date, level).with_suffix(".png")
 
 
 def cloud_mask_fingerprint(config: Config, date: str, level: str) -> freshness.Fingerprint:
@@ -140,7 +147,10 @@ def cloud_masks(config: Config, date: str, level: str | None = None, force: bool
     tags = {"DATE": date, "LEVEL": level, "DETECTOR": name, "SCENE": scene.name,
             "VALUES": ", ".join(f"{value} {label}" for value, label in MASK_CLASSES.items()),
             **{f"SHARE_{label.upper().replace(' ', '_')}": f"{share:.6f}" for label, share in shares.items()}}
-    write_raster(out, mask, {**grid.profile(), "nodata": NODATA}, ["clouds"], tags)
+    profile = {**grid.profile(), "nodata": NODATA}
+    title = f"Clouds and shadows {date} {level} ({name}): {shares_line(shares).split(' of the')[0]}"
+    write_mask_figure(mask_figure_path(config, date, level), mask, profile, title)
+    write_raster(out, mask, profile, ["clouds"], tags, categories=CLOUD_MASK_CATEGORIES)  # last: the record's output
     record(config, out, current)
     line = shares_line(shares)
     say(f"  wrote {out.name}: {line} ({seconds:.1f} s)")

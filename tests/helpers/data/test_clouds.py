@@ -14,7 +14,14 @@ from cloud_scenes import DATE, drawn_scene, scl_layer, write_scene
 from helpers.core.config import L1C_BANDS, L2A_BANDS, Config, load_config
 from helpers.core.errors import InputError
 from helpers.data.cloud_detectors import CLEAR, CLOUD, NODATA, SHADOW
-from helpers.data.clouds import class_counts, class_shares, cloud_masks, mask_summary_path, shares_line
+from helpers.data.clouds import (
+    class_counts,
+    class_shares,
+    cloud_masks,
+    mask_figure_path,
+    mask_summary_path,
+    shares_line,
+)
 
 
 @pytest.fixture
@@ -38,6 +45,8 @@ def test_l2a_mask_from_scl_on_the_scene_grid(config: Config) -> None:
     expected[1], expected[2], expected[3] = SHADOW, CLOUD, CLOUD
     expected[:, 0] = NODATA
     assert mask.tolist() == expected.tolist()
+    assert mask_figure_path(config, DATE, "L2A").stat().st_size > 0  # the map (drawn by helpers.core.figures)
+    assert "<Category>cloud</Category>" in Path(f"{result.output}.aux.xml").read_text()  # names for a GIS
     summary = json.loads(mask_summary_path(config, DATE, "L2A").read_text())
     assert summary["pixels"] == {"clear": 21, "cloud": 14, "shadow": 7, "no data": 6}
     assert summary["shares"]["cloud"] == pytest.approx(14 / 42, abs=1e-6)
