@@ -26,6 +26,10 @@ $(STAMP): requirements.txt
 DEMO_MODELS := models/demo
 DEMO_FCN := --width 0.25 --batch-size 32 --steps 25 --val-steps 5 --epochs 25 --learning-rate 0.003 --seed 1
 DEMO_LSTM := --batch-size 16 --steps 25 --val-steps 5 --epochs 12 --seed 1
+# The random-forest baseline (not the paper's), monotemporal and multitemporal: 50 trees (default 100;
+# the same scores on the demo, half the time of classify.py) on at most 60,000 training pixels.
+DEMO_FOREST := --trees 50 --max-pixels 60000 --seed 1
+DEMO_RUNS := baseline_cnn_01 lstm_fixed_seq_01 lstm_random_seq_01 random_forest_mono_01 random_forest_multi_01
 
 demo: $(STAMP)
 	$(PY) src/data_processing/00_make_demo_data.py --config $(CONFIG)
@@ -37,8 +41,12 @@ demo: $(STAMP)
 		--base-model baseline_cnn_01 $(DEMO_LSTM)
 	test -f $(DEMO_MODELS)/lstm_random_seq_01.keras || $(PY) src/models/lstm_random_seq.py --config $(CONFIG) \
 		--base-model baseline_cnn_01 $(DEMO_LSTM)
+	test -f $(DEMO_MODELS)/random_forest_mono_01.skops || $(PY) src/models/random_forest.py --config $(CONFIG) \
+		--kind mono $(DEMO_FOREST)
+	test -f $(DEMO_MODELS)/random_forest_multi_01.skops || $(PY) src/models/random_forest.py --config $(CONFIG) \
+		--kind multi $(DEMO_FOREST)
 	$(PY) src/models/runs_summary.py --config $(CONFIG)
-	for m in baseline_cnn_01 lstm_fixed_seq_01 lstm_random_seq_01; do \
+	for m in $(DEMO_RUNS); do \
 		test -f reports/demo/logs_and_plots/$$m/metrics.json || \
 			$(PY) src/predict/metrics.py $$m --config $(CONFIG) || exit 1; \
 		test -f data/demo/processed/classified/$$m/$${m}_classification.json || \
