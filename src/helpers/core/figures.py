@@ -46,6 +46,12 @@ CLOUD_MASK_CATEGORIES: dict[int, tuple[str, str]] = {
 }
 """Values of the cloud masks (``processed/clouds/<DATE>_<LEVEL>_clouds.tif``) and their colours."""
 
+MAP_INCHES = 6.5
+"""Longer side of the map in the figure."""
+
+LEGEND_CHAR_INCHES = 0.056
+"""Width of one legend character at 8 pt (DejaVu Sans averages about 0.55 em), to size the legend column."""
+
 UNKNOWN_COLOUR = "#000000"
 """Colour of values missing from the category table (named ``value N`` in the legend)."""
 
@@ -118,23 +124,28 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
     else:
         left, right, bottom, top = 0.0, float(cols), float(rows), 0.0
 
+    entries = legend_entries(categories, present_values(values))
+    title_lines = textwrap.wrap(title, 70) or [""]
+    # A fixed layout in inches (no tight bounding box: that would draw the figure twice): the map
+    # at most MAP_INCHES on its longer side, axis labels left and below, title above, legend right.
     aspect = rows / cols if cols else 1.0
-    width = 9.0
-    height = min(max(width * 0.62 * aspect + 1.4, 3.5), 12.0)
+    map_w, map_h = (MAP_INCHES, MAP_INCHES * aspect) if aspect <= 1 else (MAP_INCHES / aspect, MAP_INCHES)
+    legend_w = 0.5 + LEGEND_CHAR_INCHES * max((len(name) for name, _ in entries), default=0) if entries else 0.0
+    left_m, bottom_m, top_m = 1.0, 0.75, 0.25 + 0.2 * len(title_lines)
+    width, height = left_m + map_w + 0.3 + legend_w, bottom_m + max(map_h, 0.35 * len(entries) + 0.4) + top_m
     figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
-    ax = figure.add_subplot()
-    ax.imshow(view, extent=(left, right, bottom, top), interpolation="nearest", origin="upper")
-    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
+    ax = figure.add_axes((left_m / width, bottom_m / height, map_w / width, map_h / height))
+    ax.imshow(view, extent=(left, right, bottom, top), interpolation="nearest", origin="upper", aspect="auto")
+    ax.set_title("\n".join(title_lines), fontsize=10)
     _label_axes(ax, crs if north_up else None, geographic)
     if north_up and crs is not None and crs.is_projected:
         _scale_bar(ax, right - left, crs)
     _north_arrow(ax)
-    handles = [Patch(facecolor=colour, edgecolor="0.4", linewidth=0.5, label=name)
-               for name, colour in legend_entries(categories, present_values(values))]
-    if handles:  # beside the map; saving with a tight bounding box makes room for it
-        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, fontsize=8,
-                  frameon=False, title="legend", title_fontsize=8, alignment="left")
+    handles = [Patch(facecolor=colour, edgecolor="0.4", linewidth=0.5, label=name) for name, colour in entries]
+    if handles:
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0 + 0.15 / map_w, 1.0), borderaxespad=0.0,
+                  fontsize=8, frameon=False, title="legend", title_fontsize=8, alignment="left")
     return figure
 
 
@@ -185,8 +196,7 @@ def save_figure(figure: Figure, path: str | Path, dpi: int = 150) -> None:
     path = Path(path)
     try:
         with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight",
-                           pad_inches=0.15)
+            figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi)
     finally:
         figure.clear()
 
