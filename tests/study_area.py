@@ -30,7 +30,6 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
-import rasterio
 import shapely
 from affine import Affine
 from pyproj import Transformer
@@ -39,8 +38,10 @@ from shapely.geometry.base import BaseGeometry
 
 from helpers.core.config import Config, load_config
 from helpers.core.paths import REPO_ROOT
+from helpers.data.sentinel import ESA_BAND_IDS
+from helpers.demo import safe_writer
+from helpers.demo.safe_writer import BAND_RESOLUTION, CRS, TILE_ID, ProductId
 
-CRS = "EPSG:32633"
 ORIGIN_X = 399960.0
 ORIGIN_Y = 5640000.0
 SCENE_PX = 96
@@ -49,17 +50,9 @@ GRID_OFFSET = 6
 """Scene row/col of the AOI grid's upper-left pixel."""
 GRID_PX = 84
 """AOI grid side in 10 m pixels."""
-TILE_ID = "T33UVS"
 
-ESA_BANDS: tuple[str, ...] = (
-    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
-)
+ESA_BANDS = ESA_BAND_IDS
 """Band order of the ``band_id`` attributes in the product metadata."""
-BAND_RESOLUTION: dict[str, int] = {
-    **dict.fromkeys(("B02", "B03", "B04", "B08"), 10),
-    **dict.fromkeys(("B05", "B06", "B07", "B8A", "B11", "B12"), 20),
-    **dict.fromkeys(("B01", "B09", "B10"), 60),
-}
 L2A_EXTRA_RESOLUTION: dict[str, int] = {"AOT": 10, "WVP": 10, "SCL": 20, "CLD": 20, "SNW": 20}
 LAYERS: tuple[str, ...] = ESA_BANDS + tuple(L2A_EXTRA_RESOLUTION)
 
@@ -227,7 +220,9 @@ def expected_min_ndwi(date_indices: Iterable[int]) -> np.ndarray:
 # ---------------------------------------------------------------------- writers
 def write_band(path: Path, array: np.ndarray, resolution: float, origin: tuple[float, float] = (ORIGIN_X, ORIGIN_Y),
                crs: str = CRS) -> Path:
-    """Write a raster: JP2 (lossless) for ``.jp2`` names, GeoTIFF otherwise.
+    """Write a raster: JP2 (lossless) for ``.jp2`` names, GeoTIFF otherwise; by default on this area's grid.
+
+    The products' own writer (:func:`helpers.demo.safe_writer.write_band`) does the writing.
 
     Args:
         path: Destination; the suffix picks the driver.
@@ -239,24 +234,11 @@ def write_band(path: Path, array: np.ndarray, resolution: float, origin: tuple[f
     Returns:
         The path written.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    array = array[np.newaxis] if array.ndim == 2 else array
-    profile: dict[str, Any] = {
-        "width": array.shape[2], "height": array.shape[1], "count": array.shape[0], "dtype": array.dtype.name,
-        "crs": crs,
-        "transform": Affine(resolution, 0.0, origin[0], 0.0, -resolution, origin[1]),
-    }
-    if path.suffix == ".jp2":
-        profile.update(driver="JP2OpenJPEG", QUALITY=100, REVERSIBLE="YES")
-    else:
-        profile.update(driver="GTiff")
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(array)
-    return path
+    return safe_writer.write_band(path, array, resolution, origin, crs)
 
 
 def metadata_xml(level: str, date: str, baseline: str, offsets: Mapping[int, int] | None = None) -> str:
-    """Text of an ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` with the elements ESA uses.
+    """Text of the ``MTD_MSIL1C.xml`` / ``MTD_MSIL2A.xml`` that :mod:`helpers.demo.safe_writer` writes.
 
     Args:
         level: "L1C" or "L2A".
@@ -267,41 +249,7 @@ def metadata_xml(level: str, date: str, baseline: str, offsets: Mapping[int, int
     Returns:
         The XML document.
     """
-    iso = f"{date[:4]}-{date[4:6]}-{date[6:]}"
-    root = "Level-1C_User_Product" if level == "L1C" else "Level-2A_User_Product"
-    if offsets:
-        if level == "L1C":
-            items = "".join(f'        <RADIO_ADD_OFFSET band_id="{i}">{v}</RADIO_ADD_OFFSET>\n'
-                            for i, v in offsets.items())
-            offset_block = f"      <Radiometric_Offset_List>\n{items}      </Radiometric_Offset_List>\n"
-        else:
-            items = "".join(f'        <BOA_ADD_OFFSET band_id="{i}">{v}</BOA_ADD_OFFSET>\n'
-                            for i, v in offsets.items())
-            offset_block = f"      <BOA_ADD_OFFSET_VALUES_LIST>\n{items}      </BOA_ADD_OFFSET_VALUES_LIST>\n"
-    else:
-        offset_block = ""
-    return (
-        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
-        f'<n1:{root} xmlns:n1="https://psd-14.sentinel2.eo.esa.int/PSD/User_Product_{root[:8]}.xsd">\n'
-        "  <n1:General_Info>\n"
-        "    <Product_Info>\n"
-        f"      <PRODUCT_START_TIME>{iso}T10:10:22.026Z</PRODUCT_START_TIME>\n"
-        f"      <PRODUCT_STOP_TIME>{iso}T10:10:22.026Z</PRODUCT_STOP_TIME>\n"
-        f"      <PROCESSING_LEVEL>Level-{level[1:]}</PROCESSING_LEVEL>\n"
-        f"      <PROCESSING_BASELINE>{baseline}</PROCESSING_BASELINE>\n"
-        "    </Product_Info>\n"
-        "    <Product_Image_Characteristics>\n"
-        '      <QUANTIFICATION_VALUE unit="none">10000</QUANTIFICATION_VALUE>\n'
-        f"{offset_block}"
-        "    </Product_Image_Characteristics>\n"
-        "  </n1:General_Info>\n"
-        f"</n1:{root}>\n"
-    )
-
-
-def product_name(level: str, date: str, baseline: str, tile: str = TILE_ID) -> str:
-    """A product name as ESA writes it (``S2A_MSIL1C_<date>T101022_N0400_R022_T33UVS_...``)."""
-    return f"S2A_MSI{level}_{date}T101022_N{baseline.replace('.', '')}_R022_{tile}_{date}T120000"
+    return safe_writer.metadata_xml(ProductId(date, level, baseline=baseline), offsets=offsets).decode("utf-8")
 
 
 def _offset_dn(values: np.ndarray, offset: bool) -> np.ndarray:
@@ -330,18 +278,17 @@ def write_l1c_safe(level_dir: Path, date: str, date_index: int, baseline: str = 
     Returns:
         The ``.SAFE`` folder.
     """
-    safe = level_dir / f"{product_name('L1C', date, baseline, tile)}.SAFE"
-    granule = safe / "GRANULE" / f"L1C_{tile}_A004130_{date}T101026"
-    img = granule / "IMG_DATA"
+    product = ProductId(date, "L1C", baseline=baseline, tile=tile)
     offsets = dict.fromkeys(range(13), -1000) if offset else None
-    safe.mkdir(parents=True)
-    (safe / "MTD_MSIL1C.xml").write_text(metadata_xml("L1C", date, baseline, offsets), encoding="utf-8")
+    images = [(band, BAND_RESOLUTION[band],
+               values(band, date_index) if values else _offset_dn(band_values(band, date_index), offset))
+              for band in ESA_BANDS]
+    safe = safe_writer.write_product(level_dir, product, images, origin, crs, suffix=suffix, offsets=offsets)
+    granule = safe / "GRANULE" / product.granule
+    img = granule / "IMG_DATA"
     (safe / "manifest.safe").write_text("<xfdu/>\n", encoding="utf-8")
     (granule / "QI_DATA").mkdir(parents=True)
     (granule / "MTD_TL.xml").write_text("<tile/>\n", encoding="utf-8")
-    for band in ESA_BANDS:
-        native = values(band, date_index) if values else _offset_dn(band_values(band, date_index), offset)
-        write_band(img / f"{tile}_{date}T101022_{band}{suffix}", native, BAND_RESOLUTION[band], origin, crs)
     if float(baseline) >= 4.0:
         write_quality_masks(granule / "QI_DATA", origin, crs)
     # Files that look like bands but must be ignored: a true-colour image and a DATASTRIP copy.
@@ -386,16 +333,14 @@ def write_l2a_safe(level_dir: Path, date: str, date_index: int, baseline: str = 
     Returns:
         The ``.SAFE`` folder.
     """
-    safe = level_dir / f"{product_name('L2A', date, baseline)}.SAFE"
-    granule = safe / "GRANULE" / f"L2A_{TILE_ID}_A004130_{date}T101026"
+    product = ProductId(date, "L2A", baseline=baseline)
     offsets = dict.fromkeys(range(13), -1000) if offset else None
-    safe.mkdir(parents=True)
-    (safe / "MTD_MSIL2A.xml").write_text(metadata_xml("L2A", date, baseline, offsets), encoding="utf-8")
     content = {
         10: ("B02", "B03", "B04", "B08", "AOT", "WVP"),
         20: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B11", "B12", "AOT", "WVP", "SCL"),
         60: ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B8A", "B09", "B11", "B12", "AOT", "WVP", "SCL"),
     }
+    images = []
     for resolution, layers in content.items():
         side = SCENE_PX * 10 // resolution
         for layer in layers:
@@ -405,8 +350,9 @@ def write_l2a_safe(level_dir: Path, date: str, date_index: int, baseline: str = 
             else:
                 array = l2a_b01(date_index) if layer == "B01" else band_values(layer, date_index)
                 array = _offset_dn(array, offset and layer in BAND_RESOLUTION)
-            write_band(granule / "IMG_DATA" / f"R{resolution}m" / f"{TILE_ID}_{date}T101022_{layer}_{resolution}m.jp2",
-                       array, float(resolution))
+            images.append((layer, float(resolution), array))
+    safe = safe_writer.write_product(level_dir, product, images, (ORIGIN_X, ORIGIN_Y), offsets=offsets)
+    granule = safe / "GRANULE" / product.granule
     if float(baseline) >= 4.0:
         write_quality_masks(granule / "QI_DATA")
     for mask, layer in (("CLDPRB", "CLD"), ("SNWPRB", "SNW")):
