@@ -70,12 +70,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/training_input.py
 	$(PY) benchmarks/classification.py
+	$(PY) benchmarks/clouds.py
 
 bench-quick: $(STAMP)
 	$(PY) benchmarks/preprocessing.py --quick
 	$(PY) benchmarks/ingest.py --quick
 	$(PY) benchmarks/training_input.py --quick
 	$(PY) benchmarks/classification.py --quick
+	$(PY) benchmarks/clouds.py --quick
 
 clean-demo:
 	rm -rf data/demo/processed models/demo reports/demo reports/demo_summary.md
