@@ -125,11 +125,11 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
         left, right, bottom, top = 0.0, float(cols), float(rows), 0.0
 
     entries = legend_entries(categories, present_values(values))
-    title_lines = textwrap.wrap(title, 70) or [""]
     # A fixed layout in inches (no tight bounding box: that would draw the figure twice): the map
     # at most MAP_INCHES on its longer side, axis labels left and below, title above, legend right.
     aspect = rows / cols if cols else 1.0
     map_w, map_h = (MAP_INCHES, MAP_INCHES * aspect) if aspect <= 1 else (MAP_INCHES / aspect, MAP_INCHES)
+    title_lines = textwrap.wrap(title, max(30, int(map_w / 0.085))) or [""]  # about 0.085 in a character at 10 pt
     legend_w = 0.5 + LEGEND_CHAR_INCHES * max((len(name) for name, _ in entries), default=0) if entries else 0.0
     left_m, bottom_m, top_m = 1.0, 0.75, 0.25 + 0.2 * len(title_lines)
     width, height = left_m + map_w + 0.3 + legend_w, bottom_m + max(map_h, 0.35 * len(entries) + 0.4) + top_m
@@ -138,7 +138,7 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
     ax = figure.add_axes((left_m / width, bottom_m / height, map_w / width, map_h / height))
     ax.imshow(view, extent=(left, right, bottom, top), interpolation="nearest", origin="upper", aspect="auto")
     ax.set_title("\n".join(title_lines), fontsize=10)
-    _label_axes(ax, crs if north_up else None, geographic)
+    _label_axes(ax, crs if north_up else None, geographic, (map_w, map_h))
     if north_up and crs is not None and crs.is_projected:
         _scale_bar(ax, right - left, crs)
     _north_arrow(ax)
@@ -149,8 +149,11 @@ def map_figure(values: np.ndarray, transform: Affine, crs: CRS | None, categorie
     return figure
 
 
-def _label_axes(ax: Axes, crs: CRS | None, geographic: bool) -> None:
-    from matplotlib.ticker import FuncFormatter
+def _label_axes(ax: Axes, crs: CRS | None, geographic: bool, inches: tuple[float, float]) -> None:
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=max(2, int(inches[0] / 1.1))))  # labels never overlap
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=max(2, int(inches[1] / 1.1))))
 
     if crs is None:
         ax.set_xlabel("column (px)", fontsize=8)

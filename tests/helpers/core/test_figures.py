@@ -62,7 +62,7 @@ def test_title_and_map_coordinates_on_the_axes() -> None:
     assert ax.get_xlim() == (400000.0, 400600.0) and ax.get_ylim() == (5639600.0, 5640000.0)
     figure.canvas.draw()
     labels = [label.get_text() for label in ax.get_xticklabels() if label.get_text()]
-    assert "400,200" in labels  # plain easting in metres, not an offset or scientific notation
+    assert "400,300" in labels  # plain easting in metres, not an offset or scientific notation
 
 
 def test_scale_bar_and_north_arrow() -> None:
