@@ -220,19 +220,9 @@ def expected_min_ndwi(date_indices: Iterable[int]) -> np.ndarray:
 # ---------------------------------------------------------------------- writers
 def write_band(path: Path, array: np.ndarray, resolution: float, origin: tuple[float, float] = (ORIGIN_X, ORIGIN_Y),
                crs: str = CRS) -> Path:
-    """Write a raster: JP2 (lossless) for ``.jp2`` names, GeoTIFF otherwise; by default on this area's grid.
+    """Write a raster with the products' writer, :func:`helpers.demo.safe_writer.write_band` (same arguments).
 
-    The products' own writer (:func:`helpers.demo.safe_writer.write_band`) does the writing.
-
-    Args:
-        path: Destination; the suffix picks the driver.
-        array: 2-D (one band) or 3-D (bands, rows, cols) pixels.
-        resolution: Pixel size in CRS units.
-        origin: Upper-left corner (x, y).
-        crs: Coordinate reference system.
-
-    Returns:
-        The path written.
+    JP2 (lossless) for ``.jp2`` names, GeoTIFF otherwise; ``origin`` defaults to this area's corner.
     """
     return safe_writer.write_band(path, array, resolution, origin, crs)
 
