@@ -31,6 +31,15 @@ def write_stack(path: Path, bands: np.ndarray, area: np.ndarray, descriptions: S
     return path
 
 
+def write_cloud_mask(path: Path, mask: np.ndarray, transform: Affine = TRANSFORM) -> Path:
+    """A step-03b cloud mask (uint8: 0 clear, 1 cloud, 2 shadow, 255 no data) on a stack's grid."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1,
+                       dtype="uint8", crs="EPSG:32633", transform=transform) as dst:
+        dst.write(mask.astype(np.uint8), 1)
+    return path
+
+
 def make_stacks(tmp_path: Path, dates: int, seed: int = 3) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Random stacks whose band 1 codes a class per pixel, and an area with holes and a blank edge."""
     rng = np.random.default_rng(seed)

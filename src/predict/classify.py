@@ -16,6 +16,9 @@ previews under {data_root}/processed/classified/{RUN}/ of this config. --period 
 the date combinations of that change period (config [change] period_a / period_b, for
 change_detection.py --periods) instead of dates.combinations: as {RUN}_period_a_{K}_*, except a
 combination that is also one of dates.combinations, which shares its maps ({RUN}_combination_{K}_*).
+Clouds: each pixel is classified from the dates of its combination that are clear there (the cloud
+masks of step 03b; config [clouds] use_in_classification, min_clear_dates); --no-cloud-mask
+classifies every pixel from every date, as the original.
 """
 
 import argparse
@@ -42,6 +45,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true",
                         help="with --fast: also run faithful mode and print the pixel agreement")
     parser.add_argument("--batch-size", type=int, default=None, help="windows per model call (default: automatic)")
+    parser.add_argument("--no-cloud-mask", dest="cloud_masking", action="store_false", default=None,
+                        help="use every date at every pixel, clouds or not (default: clouds.use_in_classification)")
     parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
     args = parser.parse_args(argv)
     if args.compare and not args.fast:
@@ -54,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ks = select_combinations(config, args.combination, args.period)
     mode = "fast" if args.fast else "faithful"
     results = classify_model(config, spec, ks, mode, batch_size=args.batch_size, progress=None,
-                             compare=args.compare, period=args.period)
+                             compare=args.compare, period=args.period, cloud_masking=args.cloud_masking)
     total = sum(r.seconds for r in results)
     print(f"{len(results)} combination(s) in {total:.1f} s; maps in {results[0].files['class'].parent}")
     return 0

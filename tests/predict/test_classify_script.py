@@ -19,7 +19,7 @@ from affine import Affine
 from gdal_pam import category_names
 from runs_fixture import save_run, tiny_fcn
 from scene_stacks import TRANSFORM as NEW_AREA_TRANSFORM
-from scene_stacks import write_stack
+from scene_stacks import write_cloud_mask, write_stack
 from study_area import DELETE, dump_toml
 
 from helpers.core.config import L1C_BANDS, L2A_BANDS, load_config
@@ -33,6 +33,7 @@ TRANSFORM = Affine(10.0, 0.0, 400070.0, 0.0, -10.0, 5639810.0)
 BANDS = list(L1C_BANDS)
 MODEL = "tiny_fcn_01"
 SECOND_RUN = "tiny_fcn_02"
+CLEAR_MASK = np.zeros(SHAPE, dtype=np.uint8)  # step 03b's masks: every date clear (masking is on by default)
 NARROW_MODEL = "narrow_fcn_01"  # 12 bands (its record says so): does not fit the L1C stacks
 
 
@@ -60,6 +61,7 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            crs="EPSG:32633", transform=TRANSFORM) as dst:
             dst.write(stack)
             dst.descriptions = [*BANDS, "area"]
+        write_cloud_mask(root / "data" / "processed" / "clouds" / f"{date}_L1C_clouds.tif", CLEAR_MASK, TRANSFORM)
 
     import keras
 
@@ -222,6 +224,7 @@ def no_gt_area(write_config: Callable[..., Path]) -> Path:
     for date in NEW_DATES:
         write_stack(config.merged_path(date, "L1C", "NEW"), rng.integers(500, 3000, size=(13, 100, 90)), area,
                     [*L1C_BANDS, "area"])
+        write_cloud_mask(config.cloud_mask_path(date, "L1C"), np.zeros((100, 90), dtype=np.uint8))
     return path
 
 

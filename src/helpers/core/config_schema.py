@@ -85,7 +85,8 @@ SCHEMA: dict[str, Any] = {
                             "reference", "combinations")),
     "water_mask": dict.fromkeys(("thresholds", "threshold", "dates")),
     "change": dict.fromkeys(("period_a", "period_b")),
-    "clouds": dict.fromkeys(("detector_l1c", "detector_l2a", "mask_snow")),
+    "clouds": dict.fromkeys(("detector_l1c", "detector_l2a", "mask_snow", "use_in_classification",
+                             "min_clear_dates", "mask_training")),
     "tiling": dict.fromkeys(("tile_size", "separation", "prediction_stride", "min_labelled_fraction")),
     "split": dict.fromkeys(("method", "seed", "valid", "train", "test", "block_size")),
     "normalisation": dict.fromkeys(("mean", "std")),
@@ -338,11 +339,19 @@ class CloudSettings:
         detector_l2a: Detector for Level-2A scenes (default ``scl``: the product's own scene
             classification layer).
         mask_snow: Count SCL snow/ice (11) as cloud, i.e. not usable (default False: clear).
+        use_in_classification: Classify each pixel from the dates of a combination that are clear
+            there (default True; ``classify.py --no-cloud-mask`` overrides it for one run).
+        min_clear_dates: Fewest clear dates a pixel needs to be classified (default 1).
+        mask_training: Give the cloudy and shadowed pixels of the training tiles no loss
+            (label 0; default False, as the original, which chose cloud-free dates by hand).
     """
 
     detector_l1c: str = CLOUD_DETECTORS["L1C"][0]
     detector_l2a: str = CLOUD_DETECTORS["L2A"][0]
     mask_snow: bool = False
+    use_in_classification: bool = True
+    min_clear_dates: int = 1
+    mask_training: bool = False
 
     def detector(self, level: str) -> str:
         """The detector name of a canonical level (``L1C`` or ``L2A``)."""
@@ -358,4 +367,9 @@ def read_clouds(r: ConfigReader) -> CloudSettings:
         if name not in choices:
             raise r.error(key, f"'{name}' is not a {level} detector (use {' or '.join(repr(c) for c in choices)})")
         names[level] = name
-    return CloudSettings(names["L1C"], names["L2A"], r.get("clouds.mask_snow", False, bool))
+    min_clear = r.get("clouds.min_clear_dates", 1, int)
+    if isinstance(min_clear, bool) or min_clear < 1:
+        raise r.error("clouds.min_clear_dates", f"must be a whole number of at least 1, got {min_clear!r}")
+    return CloudSettings(names["L1C"], names["L2A"], r.get("clouds.mask_snow", False, bool),
+                         r.get("clouds.use_in_classification", True, bool), min_clear,
+                         r.get("clouds.mask_training", False, bool))

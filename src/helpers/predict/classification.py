@@ -32,6 +32,7 @@ from helpers.core.figures import write_map_figure
 from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import create_cog, create_raster, open_raster, read_raster, write_json_atomic
 from helpers.predict.change_periods import map_stems, period_combinations, period_name
+from helpers.predict.clear_dates import ClearCounts, cloud_mask_paths
 from helpers.predict.forest_windows import check_forest_combinations, forest_window_model, per_pixel_geometry
 from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.sliding_windows import (
@@ -301,6 +302,7 @@ def classify_model(
     compare: bool = False,
     say: Callable[[str], None] = print,
     period: str | None = None,
+    cloud_masking: bool | None = None,
 ) -> list[CombinationResult]:
     """Classify date combinations of a study area with a trained run and write the maps.
 
@@ -328,6 +330,8 @@ def classify_model(
             combinations of that change period instead (``ks`` number them), written as
             ``{model}_period_{a|b}_{k}_*`` except those equal to one of ``dates.combinations``,
             which are written under that combination's name.
+        cloud_masking: Classify each pixel from the dates that are clear there (the cloud masks
+            of step 03b; :mod:`helpers.predict.clear_dates`); None: ``clouds.use_in_classification``.
 
     Returns:
         One result per combination.
@@ -353,9 +357,11 @@ def classify_model(
     if record.is_forest:
         check_forest_combinations(record, {k: combinations[k] for k in ks},
                                   "dates.combinations" if period is None else f"change.period_{period}")
+    first = stacks[combinations[ks[0]][0]]
+    masking = config.clouds.use_in_classification if cloud_masking is None else cloud_masking
+    masks = dict(zip(stacks, cloud_mask_paths(config, list(stacks), level, first), strict=True)) if masking else {}
     loaded = load_models(runs)
     name, n_classes = loaded.name, loaded.n_classes
-    first = stacks[combinations[ks[0]][0]]
     with open_raster(first) as src:
         grid = {"crs": src.crs, "transform": src.transform}
         shape = (src.height, src.width)
@@ -375,7 +381,9 @@ def classify_model(
         dates = sorted({d for k in group for d in combinations[k]})
         combos = [[dates.index(d) for d in sorted(combinations[k])] for k in group]
         blocks = predict_scene(window_models[window], [stacks[d] for d in dates], combos, n_bands, n_classes,
-                               window, margin, batch_size, progress)
+                               window, margin, batch_size, progress,
+                               cloud_masks=[masks[d] for d in dates] if masking else None,
+                               min_clear_dates=config.clouds.min_clear_dates)
         return blocks, window, margin
 
     window, margin = geometry(mode)
@@ -397,7 +405,8 @@ def classify_model(
         with contextlib.ExitStack() as outputs:
             writers = {}
             for k in group:
-                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(combinations[k]))}
+                tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(combinations[k])),
+                        "CLOUD_MASKING": "on" if masking else "off"}
                 writers[k] = [
                     outputs.enter_context(create_cog(files[k]["probabilities"], shape, n_classes, "float32", grid,
                                                      descriptions, tags)),
@@ -405,11 +414,16 @@ def classify_model(
                                                         categories)),
                     outputs.enter_context(create_cog(files[k]["confidence"], shape, 1, "float32", grid,
                                                      ["confidence"], tags))]
+            clear_counts = {k: ClearCounts() for k in group}
             for block in blocks:
                 where = _block_window(block)
                 for index, k in enumerate(group):
                     probabilities = block.probabilities[index]
-                    classes, confidence = class_and_confidence(probabilities, block.area)
+                    classified = block.area
+                    if block.dates_used is not None:
+                        clear_counts[k].add(block.dates_used[index], block.area, len(combinations[k]))
+                        classified = block.area & (block.dates_used[index] > 0)
+                    classes, confidence = class_and_confidence(probabilities, classified)
                     writers[k][0].write(probabilities, window=where)
                     writers[k][1].write(classes, 1, window=where)
                     writers[k][2].write(confidence, 1, window=where)
@@ -427,6 +441,10 @@ def classify_model(
                                      "pass_seconds": round(seconds, 3), "combinations_in_pass": len(group)}
             label = f"combination {k}" if period is None else f"period {period.upper()} combination {k}"
             line = f"{label} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
+            entry["cloud_masking"] = masking
+            if masking:
+                entry["clear_dates"] = clear_counts[k].as_dict()
+                line += f"; {clear_counts[k].line()}"
             if result.agreement is not None:
                 entry["agreement_with_faithful"] = round(result.agreement, 6)
                 line += f", agreement with faithful {100 * result.agreement:.2f} %"

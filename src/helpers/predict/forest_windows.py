@@ -41,7 +41,7 @@ def forest_window_model(model: ForestModel, normaliser: Normaliser) -> WindowMod
     def combine(sequences: np.ndarray) -> np.ndarray:
         return model.predict(sequences)  # (n, dates, w, w, bands) -> (n, w, w, classes), sums to 1 per pixel
 
-    return WindowModel(_identity, combine, normaliser)
+    return WindowModel(_identity, combine, normaliser, fixed_dates=True)  # trained on all the dates at once
 
 
 def _identity(batch: np.ndarray) -> np.ndarray:

@@ -23,6 +23,7 @@ not by the scene's area.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from rasterio.windows import Window
 
 from helpers.core.errors import InputError
 from helpers.core.io import open_raster
+from helpers.predict.clear_dates import clear_of, combine_clear
 
 if TYPE_CHECKING:
     from helpers.train.normalisation import Normaliser
@@ -164,13 +166,13 @@ class _ChunkReader:
     is decoded about once in faithful mode) or one window; it is read in place, date by date.
     """
 
-    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int) -> None:
+    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int, dtype: type = np.uint16) -> None:
         self.datasets = datasets
         self.height, self.width = datasets[0].height, datasets[0].width
         self.rows = max(window, CHUNK_ROWS)
         self.top = 0
         self.data = np.empty((len(datasets), datasets[0].count, min(self.rows, self.height), self.width),
-                             dtype=np.uint16)
+                             dtype=dtype)
         self.filled = 0  # rows of ``data`` holding the chunk
 
     def rows_at(self, row: int, height: int) -> np.ndarray:
@@ -218,11 +220,14 @@ class WindowModel:
         combine: ``(n, dates, w, w, features)`` of one combination (dates in chronological
             order) -> ``(n, w, w, classes)`` probabilities that sum to 1 per pixel.
         normaliser: The band standardisation the model was trained with.
+        fixed_dates: ``combine`` takes only sequences of all the combination's dates (a
+            multitemporal forest): with cloud masks, a pixel with a cloudy date is not classified.
     """
 
     encode: ArrayFn
     combine: ArrayFn
     normaliser: Normaliser
+    fixed_dates: bool = False
 
     @classmethod
     def fcn(cls, predict: ArrayFn, normaliser: Normaliser) -> WindowModel:
@@ -230,9 +235,9 @@ class WindowModel:
         return cls(predict, mean_over_dates, normaliser)
 
     @classmethod
-    def sequence(cls, predict: ArrayFn, normaliser: Normaliser) -> WindowModel:
+    def sequence(cls, predict: ArrayFn, normaliser: Normaliser, fixed_dates: bool = False) -> WindowModel:
         """A model that needs the whole sequence at once (no per-date part to share)."""
-        return cls(_identity, lambda features: renormalised(predict(features)), normaliser)
+        return cls(_identity, lambda features: renormalised(predict(features)), normaliser, fixed_dates)
 
 
 def _identity(batch: np.ndarray) -> np.ndarray:
@@ -257,11 +262,15 @@ class SceneBlock:
         probabilities: float32 ``(combinations, classes, rows, cols)``, the mean over the
             models; 0 outside the area.
         area: bool ``(rows, cols)``, the union of the area layers of the first stack.
+        dates_used: uint8 ``(combinations, rows, cols)``, per pixel the number of the
+            combination's dates its map used (0: not classified), or None without cloud masks
+            (every pixel used every date).
     """
 
     row: int
     probabilities: np.ndarray
     area: np.ndarray
+    dates_used: np.ndarray | None = None
 
 
 def _open_stacks(stacks: Sequence[Path], n_bands: int, stack: contextlib.ExitStack) -> list[rasterio.DatasetReader]:
@@ -287,6 +296,8 @@ def predict_scene(
     progress: bool | None = False,
     skip_outside: bool = True,
     block_rows: int = OUTPUT_BLOCK_ROWS,
+    cloud_masks: Sequence[Path] | None = None,
+    min_clear_dates: int = 1,
 ) -> Iterator[SceneBlock]:
     """Class probabilities of whole scenes for several date combinations, block by block.
 
@@ -304,6 +315,10 @@ def predict_scene(
         progress: Show a progress bar (None: only on a terminal).
         skip_outside: Do not predict windows whose written part holds no area pixel.
         block_rows: Scene rows per yielded block (the last block may be shorter).
+        cloud_masks: One cloud mask per stack (same grid; :mod:`helpers.data.clouds`), or None.
+            With masks, each pixel's map uses only the combination's dates that are clear there
+            (:func:`helpers.predict.clear_dates.combine_clear`).
+        min_clear_dates: With masks, fewest clear dates a pixel needs to be classified.
 
     Yields:
         Consecutive :class:`SceneBlock` from the top of the scene to the bottom.
@@ -321,9 +336,13 @@ def predict_scene(
     combos = [list(c) for c in combinations]
     if not combos or any(not c or min(c) < 0 or max(c) >= dates for c in combos):
         raise ValueError(f"combinations {combinations} must be non-empty lists of indices below {dates}")
+    if cloud_masks is not None and len(cloud_masks) != dates:
+        raise ValueError(f"{len(cloud_masks)} cloud masks for {dates} stacks")
     with contextlib.ExitStack() as opened:
         opened.enter_context(rasterio.Env(GDAL_CACHEMAX=PASS_CACHE_MB))
         datasets = _open_stacks(stacks, n_bands, opened)
+        masks = None if cloud_masks is None else _ChunkReader(
+            [opened.enter_context(open_raster(path)) for path in cloud_masks], window, np.uint8)
         height, width = datasets[0].height, datasets[0].width
         try:
             rows, cols = plan_axis(height, window, margin), plan_axis(width, window, margin)
@@ -333,8 +352,10 @@ def predict_scene(
         capacity = buffer_rows(window, len(cols.starts), batch, block_rows)
         maps = np.zeros((len(combos), n_classes, capacity, width), dtype=np.float32)
         area = np.zeros((capacity, width), dtype=bool)
+        used = None if masks is None else np.zeros((len(combos), capacity, width), dtype=np.uint8)
         top = 0  # scene row of buffer row 0
         raw = np.zeros((batch, dates, window, window, n_bands), dtype=np.uint16)
+        clear = None if masks is None else np.zeros((batch, dates, window, window), dtype=bool)
         inputs = np.empty((batch * dates, window, window, n_bands), dtype=np.float32)
         pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
         reader = _ChunkReader(datasets, window)
@@ -347,12 +368,22 @@ def predict_scene(
                 return
             raw[count:] = 0  # a full batch every call: one traced shape
             totals = np.zeros((len(combos), batch, n_classes, window, window), dtype=np.float32)
+            counts = None if clear is None else np.zeros((len(combos), batch, window, window), dtype=np.uint8)
+            if clear is not None:
+                clear[count:] = False
             for model in models:
                 model.normaliser(raw.reshape(inputs.shape), out=inputs)
                 features = _in_calls(model.encode, inputs, per_call).reshape(batch, dates, window, window, -1)
                 for ks in same_length:  # the combinations of as many dates together
                     sequences = np.concatenate([features[:, combos[k]] for k in ks])
-                    scores = _in_calls(model.combine, sequences, per_call)
+                    if clear is None:
+                        scores = _in_calls(model.combine, sequences, per_call)
+                    else:
+                        scores, dates_used = combine_clear(
+                            functools.partial(_in_calls, model.combine, per_call=per_call), sequences,
+                            np.concatenate([clear[:, combos[k]] for k in ks]), n_classes, min_clear_dates,
+                            mean=model.combine is mean_over_dates, fixed_dates=model.fixed_dates)
+                        counts[ks] = dates_used.reshape(len(ks), batch, window, window)
                     totals[ks] += np.moveaxis(scores.reshape(len(ks), batch, *scores.shape[1:]), -1, 2)
             if len(models) > 1:
                 totals /= len(models)
@@ -360,17 +391,24 @@ def predict_scene(
                 r0, r1, c0, c1 = rows.lo[r], rows.hi[r], cols.lo[c], cols.hi[c]
                 y, x = rows.starts[r], cols.starts[c]
                 maps[:, :, r0 - top: r1 - top, c0:c1] = totals[:, index, :, r0 - y: r1 - y, c0 - x: c1 - x]
+                if counts is not None:
+                    used[:, r0 - top: r1 - top, c0:c1] = counts[:, index, r0 - y: r1 - y, c0 - x: c1 - x]
             pending.clear()
 
         def take(rows_out: int) -> SceneBlock:
             nonlocal top
-            block = SceneBlock(top, maps[:, :, :rows_out] * area[:rows_out], area[:rows_out].copy())
+            block = SceneBlock(top, maps[:, :, :rows_out] * area[:rows_out], area[:rows_out].copy(),
+                               None if used is None else used[:, :rows_out] * area[:rows_out])
             for start in range(0, capacity - rows_out, rows_out):  # pieces that do not overlap: no temporary
                 end = min(start + rows_out, capacity - rows_out)
                 maps[:, :, start:end] = maps[:, :, start + rows_out: end + rows_out]
                 area[start:end] = area[start + rows_out: end + rows_out]
+                if used is not None:
+                    used[:, start:end] = used[:, start + rows_out: end + rows_out]
             maps[:, :, capacity - rows_out:] = 0.0
             area[capacity - rows_out:] = False
+            if used is not None:
+                used[:, capacity - rows_out:] = 0
             top += rows_out
             return block
 
@@ -383,11 +421,14 @@ def predict_scene(
                     while r0 - top >= block_rows:
                         yield take(block_rows)
                 strip = reader.rows_at(int(y), window)
+                mask_strip = None if masks is None else masks.rows_at(int(y), window)
                 area[r0 - top: r1 - top] = area_layers(strip[0, :, r0 - y: r1 - y], n_bands)
                 for c, x in enumerate(cols.starts):
                     if skip_outside and not area[r0 - top: r1 - top, cols.lo[c]: cols.hi[c]].any():
                         continue
                     raw[len(pending)] = np.moveaxis(strip[:, :n_bands, :, x: x + window], 1, -1)
+                    if masks is not None:
+                        clear[len(pending)] = clear_of(mask_strip[:, 0, :, x: x + window])
                     pending.append((r, c))
                     if len(pending) == batch:
                         flush()

@@ -151,7 +151,7 @@ class _FollowEpochs(keras.callbacks.Callback):
 
 
 def backed_up_epoch(backup: Path) -> int:
-    """The epoch a resumed fit starts with: the one ``BackupAndRestore`` recorded in the run's backup folder (0: none)."""
+    """The epoch a resumed fit starts with: the one ``BackupAndRestore`` recorded in the backup folder (0: none)."""
     for name in ("training_metadata.json", "training_metadata.json.bkp"):
         try:
             return int(json.loads((backup / name).read_text(encoding="utf-8"))["epoch"])
