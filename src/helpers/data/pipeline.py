@@ -24,6 +24,7 @@ from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import GTIFF_PROFILE, atomic_path, read_raster, write_json_atomic, write_raster
 from helpers.core.vector import check_vector_file, read_area_of_interest
 from helpers.data import freshness
+from helpers.data.cloud_detectors import CLEAR
 from helpers.data.clouds import cloud_mask_fingerprint, cloud_masks
 from helpers.data.ground_truth import (
     area_mask,
@@ -263,15 +264,28 @@ def _merge_layers(config: Config, use: str) -> list[tuple[Path, str]]:
     return layers
 
 
+def _masks_training(config: Config, use: str) -> bool:
+    """Whether a TRAIN stack's gt leaves out the date's cloudy and shadowed pixels (``clouds.mask_training``)."""
+    return use == "TRAIN" and config.clouds.mask_training
+
+
 def merge_fingerprint(config: Config, date: str, level: str, use: str) -> freshness.Fingerprint:
-    """What a merged stack is made from: the date's scene and the appended layers."""
-    return fingerprint(config, {"sentinel.level": level}, [config.scene_path(date, level),
-                                                          *(path for path, _ in _merge_layers(config, use))])
+    """What a merged stack is made from: the date's scene, the appended layers (and its cloud mask if it is used)."""
+    values: dict[str, object] = {"sentinel.level": level}
+    inputs = [config.scene_path(date, level), *(path for path, _ in _merge_layers(config, use))]
+    if _masks_training(config, use):
+        values["clouds.mask_training"] = True
+        inputs.append(config.cloud_mask_path(date, level))
+    return fingerprint(config, values, inputs)
 
 
 def merge_tifs(config: Config, date: str, level: str | None, use: str, force: bool = False,
                say: Say = print_line, block_rows: int = 512) -> StepResult:
-    """Step 04: TRAIN -> bands + gt; NEW -> bands + area mask(s); one uint16 stack."""
+    """Step 04: TRAIN -> bands + gt; NEW -> bands + area mask(s); one uint16 stack.
+
+    With ``clouds.mask_training``, the gt of a TRAIN stack is 0 (unlabelled: no loss, and the
+    tile filter's ``min_labelled_fraction`` counts it so) where the date's cloud mask is not clear.
+    """
     level = config.check_level(level)
     use = check_use(use)
     out = config.merged_path(date, level, use)
@@ -284,13 +298,18 @@ def merge_tifs(config: Config, date: str, level: str | None, use: str, force: bo
     scene = require(config.scene_path(date, level), f"run 01_clip_sentinel.py {date} {level} first")
     hint = "run 02b_restrict_water_area.py first" if use == "TRAIN" else "run 03_create_area_tif.py first"
     extras = [(require(path, hint), name) for path, name in _merge_layers(config, use)]
+    cloud_path = None
+    if _masks_training(config, use):
+        cloud_path = require(config.cloud_mask_path(date, level), f"run 03b_cloud_masks.py {date} {level} first "
+                             "(clouds.mask_training is on)")
     grid = grid_of_raster(scene)
-    for path, _ in extras:
+    for path in [*(p for p, _ in extras), *([cloud_path] if cloud_path else [])]:
         check_same_grid(path, grid, scene)
     bands = list(config.bands(level))
     names = bands + [name for _, name in extras]
     profile = {**GTIFF_PROFILE, **grid.profile(), "count": len(names), "dtype": "uint16", "nodata": None}
     sources = [rasterio.open(scene)] + [rasterio.open(path) for path, _ in extras]
+    clouds = rasterio.open(cloud_path) if cloud_path else None
     try:
         if sources[0].count != len(bands):
             raise InputError(f"{scene}: has {sources[0].count} bands, level {level} needs {len(bands)}")
@@ -299,11 +318,14 @@ def merge_tifs(config: Config, date: str, level: str | None, use: str, force: bo
                 dst.write(sources[0].read(window=block).astype(np.uint16), list(range(1, len(bands) + 1)),
                           window=block)
                 for index, src in enumerate(sources[1:], start=len(bands) + 1):
-                    dst.write(src.read(1, window=block).astype(np.uint16), index, window=block)
+                    layer = src.read(1, window=block).astype(np.uint16)
+                    if clouds is not None:  # TRAIN: the gt is the only appended layer
+                        layer[clouds.read(1, window=block) != CLEAR] = 0
+                    dst.write(layer, index, window=block)
             dst.descriptions = tuple(names)
             dst.update_tags(DATE=date, LEVEL=level, USE=use, LAYERS=",".join(names))
     finally:
-        for src in sources:
+        for src in [*sources, *([clouds] if clouds else [])]:
             src.close()
     record(config, out, current)
     say(f"  wrote {out.name}: {len(names)} layers ({', '.join(names[len(bands):])} last)")
