@@ -23,7 +23,7 @@ from helpers.core.figures import CLOUD_MASK_CATEGORIES, write_mask_figure
 from helpers.core.grid import grid_of_raster
 from helpers.core.io import RASTER_ERRORS, open_raster, write_json_atomic, write_raster
 from helpers.data import freshness
-from helpers.data.cloud_detectors import MASK_CLASSES, NODATA, make_detector
+from helpers.data.cloud_detectors import MASK_CLASSES, NODATA, make_detector, shadows_near_clouds
 from helpers.data.pipeline_base import Say, StepResult, fingerprint, print_line, record, require, up_to_date
 
 __all__ = ["class_counts", "class_shares", "cloud_mask_fingerprint", "cloud_masks", "mask_figure_path",
@@ -46,6 +46,7 @@ def cloud_mask_fingerprint(config: Config, date: str, level: str) -> freshness.F
     values: dict[str, Any] = {"sentinel.level": level, f"clouds.detector_{level.lower()}": name}
     if name == "scl":
         values["clouds.mask_snow"] = config.clouds.mask_snow
+    values["clouds.shadow_distance"] = config.clouds.shadow_distance
     return fingerprint(config, values, [config.scene_path(date, level)])
 
 
@@ -134,11 +135,12 @@ def cloud_masks(config: Config, date: str, level: str | None = None, force: bool
     grid = grid_of_raster(scene)
     started = time.perf_counter()
     mask = detector.predict(layers, grid.resolution)
-    seconds = time.perf_counter() - started
     del layers
     if mask.shape != (grid.height, grid.width) or mask.dtype != np.uint8:
         raise ValueError(f"detector {name} returned a {mask.dtype} {mask.shape} mask for a "
                          f"{grid.height}x{grid.width} scene")
+    mask = shadows_near_clouds(mask, grid.resolution, config.clouds.shadow_distance)
+    seconds = time.perf_counter() - started
     shares = class_shares(mask)
     summary = {"date": date, "level": level, "detector": name, "scene": scene.name,
                "pixels": class_counts(mask), "shares": {k: round(v, 6) for k, v in shares.items()},

@@ -24,6 +24,7 @@ from helpers.data.cloud_detectors import (
     block_expand,
     block_mean,
     make_detector,
+    shadows_near_clouds,
     working_factor,
 )
 
@@ -126,3 +127,26 @@ def test_ukis_csmask_kappa_on_the_real_reference() -> None:
     mask = make_detector("ukis-csmask", "L1C").predict(layers, 30.0)
     kappa = cohen_kappa_score(reference.ravel(), mask.ravel())
     assert kappa >= 0.75, kappa
+    near = shadows_near_clouds(mask, 30.0, CloudSettings().shadow_distance)  # as step 03b writes it
+    assert cohen_kappa_score(reference.ravel(), near.ravel()) >= 0.75
+
+
+def test_shadows_far_from_every_cloud_become_clear() -> None:
+    mask = np.zeros((300, 300), dtype=np.uint8)
+    mask[:20, :20] = CLOUD
+    mask[30:40, 30:40] = SHADOW  # about 150 m from the cloud
+    mask[250:260, 250:260] = SHADOW  # about 3.3 km away
+    mask[290:, :] = NODATA
+    kept = shadows_near_clouds(mask, 10.0, 1000.0)
+    assert (kept[30:40, 30:40] == SHADOW).all() and (kept[250:260, 250:260] == CLEAR).all()
+    assert (kept[:20, :20] == CLOUD).all() and (kept[290:] == NODATA).all()
+    assert (shadows_near_clouds(mask, 10.0, 0.0) == mask).all(), "0 keeps every shadow"
+    no_cloud = np.where(mask == CLOUD, CLEAR, mask).astype(np.uint8)
+    assert not (shadows_near_clouds(no_cloud, 10.0, 5000.0) == SHADOW).any(), "a cloud-free date has no shadow"
+    # the distance is exact to within one block and the rule errs in the shadows' favour
+    edge = np.zeros((400, 400), dtype=np.uint8)
+    edge[0, 0] = CLOUD
+    edge[0, 1:] = SHADOW
+    kept = shadows_near_clouds(edge, 10.0, 2000.0)
+    reach = np.flatnonzero(kept[0] == SHADOW).max() * 10.0
+    assert 2000.0 <= reach <= 2000.0 + 2 * 100 * np.sqrt(2) + 100
