@@ -18,7 +18,12 @@ tiles of the same shape (32x32 px, 13 bands + ground truth, 10 dates) itself. It
 * one ``train_on_batch`` of the full-size models on 2 CPU threads, each in a fresh child
   process: the U-Net (29,068,744 parameters) on 64 tiles, the FCN+ConvLSTM on 16 x 6 tiles,
   compiled with Adam(clipnorm=1) and the weighted cross-entropy; the input share is our
-  seconds per batch divided by the seconds of a training step.
+  seconds per batch divided by the seconds of a training step;
+* the input share with batches prepared ahead (``benchmarks/_prefetch.py``): one epoch of
+  the training loop emulated through Keras' own PyDataset adapter, every step a sleep of the
+  step time (``--step-ms``, 15 ms for an FCN step on a GPU, and the measured CPU step), with
+  no worker threads (a batch made between two steps) and with the training scripts' default
+  ``--input-workers``; the share is the wait for a batch over wait + step.
 
 With ``--determinism`` it only measures what TensorFlow's op determinism (``--seed`` of the
 training scripts) costs per training step, for the full-size and a 1/16-width U-Net and the
@@ -29,7 +34,7 @@ and counts the label pixels to which the original's bilinear label rotation give
 the tile does not contain.
 
 Usage:
-    python benchmarks/training_input.py [--quick] [--workdir DIR] [--no-model] [--determinism]
+    python benchmarks/training_input.py [--quick] [--workdir DIR] [--no-model] [--determinism] [--step-ms MS]
 """
 
 from __future__ import annotations
@@ -52,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import rasterio
 from _common import fmt_seconds, measure_in_child, print_table, result_line, timed, work_folder
+from _prefetch import input_wait
 from affine import Affine
 from skimage.transform import rotate
 
@@ -64,6 +70,7 @@ from helpers.train.generators import (
     SingleTileGenerator,
 )
 from helpers.train.normalisation import normaliser_for
+from helpers.train.training import INPUT_WORKERS, PREFETCH_BATCHES
 
 DEMO_CONFIG = REPO_ROOT / "configs" / "demo.toml"
 FCN_BATCH = 64
@@ -400,7 +407,39 @@ def determinism_cost(batches: dict[str, tuple[np.ndarray, np.ndarray]], config_p
 
 
 def model_available() -> bool:
-    return (REPO_ROOT / "src" / "helpers" / "models.py").is_file()
+    return (REPO_ROOT / "src" / "helpers" / "train" / "models.py").is_file()
+
+
+def prefetch_shares(ours: dict[str, object], step_ms: float, cpu_steps: dict[str, dict]) -> dict[str, object]:
+    """The input share of the emulated training loop, without and with worker threads, for each step time."""
+    print()
+    rows, figures = [], {}
+    workers = (0, int(INPUT_WORKERS.default))
+    for kind, name in (("fcn", "fcn"), ("lstm", "random")):
+        step_times = {"gpu": step_ms / 1000}
+        if kind in cpu_steps:
+            step_times["cpu"] = cpu_steps[kind]["step_s"]
+        for where, step_s in step_times.items():
+            steps = 100 if where == "gpu" else max(4, min(100, round(10 / step_s)))
+            cells = []
+            for count in workers:
+                wait = input_wait(ours[name], step_s, steps, count, PREFETCH_BATCHES)
+                cells.append(f"{fmt_seconds(wait.wait_s)} = {100 * wait.share:.1f} %")
+                tag = f"{kind}_{where}_workers{count}"
+                figures[f"{tag}_wait_ms"] = wait.wait_s * 1000
+                figures[f"{tag}_input_share"] = wait.share
+            label = "GPU step (--step-ms)" if where == "gpu" else "measured CPU step"
+            rows.append([f"{'U-Net' if kind == 'fcn' else 'FCN+ConvLSTM'}, {label}", fmt_seconds(step_s), steps,
+                         *cells])
+    print_table(["emulated training loop", "step", "steps", "wait/step, no workers",
+                 f"wait/step, {workers[1]} workers"], rows)
+    print(f"  wait = mean time the loop waits for its next batch (Keras' PyDataset adapter, queue of "
+          f"{PREFETCH_BATCHES} batches, first batch of the epoch included), share = wait / (wait + step); every "
+          f"step is a sleep, the host is free meanwhile as when a GPU trains (a CPU step uses the cores itself, "
+          f"so on the CPU the workers compete with it)")
+    figures["gpu_input_share_target_met"] = all(
+        v < 0.10 for k, v in figures.items() if k.endswith(f"gpu_workers{workers[1]}_input_share"))
+    return figures
 
 
 # ---------------------------------------------------------------------- main
@@ -411,10 +450,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=None,
                         help="folder for the copied or generated tiles (kept); default: a temporary folder, deleted")
     parser.add_argument("--no-model", action="store_true", help="skip the full-size training steps")
+    parser.add_argument("--step-ms", type=float, default=15.0,
+                        help="step time of the emulated GPU training loop, in ms (default 15: a U-Net step, batch "
+                             "64, on one H200)")
     parser.add_argument("--determinism", action="store_true",
                         help="only measure the cost of TensorFlow's op determinism (seconds per step with and "
                              "without, tiny and full-size U-Net, full-size FCN+ConvLSTM) and its repeatability")
     args = parser.parse_args(argv)
+    if not args.step_ms > 0:
+        parser.error(f"--step-ms {args.step_ms}: must be above 0")
     ours_batches, original_batches, rounds, model_steps = (20, 3, 2, 2) if args.quick else (50, 10, 3, 5)
 
     with work_folder(args.workdir, "bench_training_input_") as folder:
@@ -453,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                 steps[kind] = measure_in_child(training_step_seconds, kind, x, y, str(config.source),
                                                model_steps).value
         elif not args.no_model:
-            print("  src/helpers/models.py not found: training steps not measured")
+            print("  src/helpers/train/models.py not found: training steps not measured")
+        prefetch = prefetch_shares(ours, args.step_ms, steps)
 
     speedup = {name: rates[name] / original_rates[name] for name in rates}
     labels = {"fcn": f"FCN single tiles, batch {FCN_BATCH}",
@@ -527,6 +572,8 @@ def main(argv: list[str] | None = None) -> int:
         "labels_valid": ours_labels_valid,
         "tiles": source,
         "quick": args.quick,
+        "step_ms": args.step_ms,
+        **prefetch,
     })
     print(result_line(figures))
     return 0 if ok else 1

@@ -42,7 +42,7 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
     # data: single tiles drawn at random from all tiles of the FCN dates
     dates = training_dates(run, "dates.fcn_training")
     normaliser = training_normaliser(run, dates)
-    data = {"normaliser": normaliser, "level": run.level, "batch_size": run.batch_size}
+    data = {"normaliser": normaliser, "level": run.level, "batch_size": run.batch_size, **run.input_options}
     train_data = SingleTileGenerator(run.config, dates, "train", steps=run.steps, augment=run.augment, seed=run.seed,
                                      **data)
     val_data = SingleTileGenerator(run.config, dates, "valid", steps=run.val_steps, augment=False, seed=run.val_seed,

@@ -54,7 +54,7 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
     from helpers.train.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
 
     # data: sequences of the tiles present on every date of the fixed sequence
-    data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size}
+    data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size, **run.input_options}
     train_data = FixedSequenceGenerator(run.config, dates, "train", steps=run.steps, augment=run.augment,
                                         seed=run.seed, **data)
     val_data = FixedSequenceGenerator(run.config, dates, "valid", steps=run.val_steps, augment=False,

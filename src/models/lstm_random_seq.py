@@ -53,7 +53,7 @@ def train(argv: Sequence[str] | None = None, say: Say = say_flushed, extra_callb
     from helpers.train.training import accuracy_metrics, adam, learning_rate_scheduler, weighted_loss
 
     # data: per batch, `timesteps` dates drawn from the pool (sorted), tiles present on all of them
-    data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size}
+    data = {"normaliser": base.normaliser, "level": run.level, "batch_size": run.batch_size, **run.input_options}
     train_data = RandomSequenceGenerator(run.config, pool, timesteps, "train", steps=run.steps, augment=run.augment,
                                          seed=run.seed, **data)
     val_data = RandomSequenceGenerator(run.config, pool, timesteps, "valid", steps=run.val_steps, augment=False,

@@ -1,7 +1,7 @@
 """Classify the new dates of every date combination over the whole scene into georeferenced maps.
 
 Usage: python classify.py (MODEL_NAME | --model PATH) [--period a|b] [--combination K|all] [--fast [--compare]]
-       [--batch-size N] [--config CONFIG]
+       [--batch-size N] [--precision float32|mixed_bfloat16|mixed_float16] [--config CONFIG]
 
 MODEL_NAME is a run in the config's models folder; it may name an ensemble, {BASE}_ensemble_134
 (runs {BASE}_01, _03 and _04; their maps are averaged). --model PATH takes a .keras file or a run
@@ -18,7 +18,8 @@ change_detection.py --periods) instead of dates.combinations: as {RUN}_period_a_
 combination that is also one of dates.combinations, which shares its maps ({RUN}_combination_{K}_*).
 Clouds: each pixel is classified from the dates of its combination that are clear there (the cloud
 masks of step 03b; config [clouds] use_in_classification, min_clear_dates); --no-cloud-mask
-classifies every pixel from every date, as the original.
+classifies every pixel from every date, as the original. --precision: the model's arithmetic (default
+float32, as the paper; mixed_bfloat16 or mixed_float16 are faster on GPUs, the probabilities stay float32).
 """
 
 import argparse
@@ -32,6 +33,7 @@ import helpers.core.interrupts  # noqa: F401  (first: Ctrl-C during the slow imp
 from helpers.core.config import load_config
 from helpers.core.errors import InputError, run_cli
 from helpers.train.run_record import add_model_arguments, model_spec
+from helpers.train.training import PRECISIONS
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +47,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--compare", action="store_true",
                         help="with --fast: also run faithful mode and print the pixel agreement")
     parser.add_argument("--batch-size", type=int, default=None, help="windows per model call (default: automatic)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=PRECISIONS[0],
+                        help="arithmetic of the model: float32 (default, the paper's) or a Keras mixed precision "
+                             "(16-bit activations, float32 weights and probabilities)")
     parser.add_argument("--no-cloud-mask", dest="cloud_masking", action="store_false", default=None,
                         help="use every date at every pixel, clouds or not (default: clouds.use_in_classification)")
     parser.add_argument("--config", default=None, help="study-area TOML (default configs/demo.toml)")
@@ -55,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.config)
 
     from helpers.predict.classification import classify_model, select_combinations
+    from helpers.train.models import set_precision
+
+    set_precision(args.precision)  # before the models are loaded: they are rebuilt with it
 
     ks = select_combinations(config, args.combination, args.period)
     mode = "fast" if args.fast else "faithful"

@@ -11,6 +11,12 @@ feeds the per-date class scores to a bidirectional ConvLSTM, as the original
 ``lstm_fixed_seq.py`` / ``lstm_random_seq.py`` did. Keras 3's ConvLSTM2D needs a fixed
 spatial size, so :func:`split_sequence_model` builds its two parts (per-date logits, per-sequence
 head) at another window size with the same weights (classification uses large windows).
+
+Precision: the layers follow Keras' global dtype policy (``float32``, the paper's, or a mixed
+policy set by :func:`set_precision`), except the final softmax and the ConvLSTM head, which
+stay float32 so that the probabilities (and the loss computed from them) keep float32's range
+and resolution. :func:`load_model` gives a saved model the policy in force, whatever the
+policy it was trained with.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 from keras import ops
@@ -39,6 +46,9 @@ DOWNSAMPLING = 2 ** len(VGG19_BLOCKS)
 FCN_LAYER = "time_distributed_fcn"
 LSTM_LAYER = "bidirectional_convlstm"
 LOGITS_LAYER = "final_conv"
+SOFTMAX_LAYER = "softmax"
+FLOAT32_LAYERS: frozenset[str] = frozenset({SOFTMAX_LAYER, LSTM_LAYER})
+"""Layers computed in float32 whatever the policy: the outputs (probabilities) of both models."""
 
 
 @keras.saving.register_keras_serializable(package="landcover")
@@ -186,7 +196,7 @@ def build_unet(n_bands: int = 13, n_classes: int = 8, width: float = 1.0, tile_s
     x = keras.layers.Conv2D(
         n_classes, (3, 3), padding="same", use_bias=True, kernel_initializer="glorot_uniform", name=LOGITS_LAYER
     )(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    outputs = keras.layers.Activation("softmax", name=SOFTMAX_LAYER, dtype="float32")(x)
     return keras.Model(inputs, outputs, name="u-vgg19")
 
 
@@ -210,8 +220,9 @@ def _convlstm(n_classes: int) -> keras.layers.Bidirectional:
         activation="softmax",
         recurrent_activation=tf2_hard_sigmoid,
         return_sequences=False,
+        dtype="float32",
     )
-    return keras.layers.Bidirectional(cell, merge_mode="ave", name=LSTM_LAYER)
+    return keras.layers.Bidirectional(cell, merge_mode="ave", name=LSTM_LAYER, dtype="float32")
 
 
 def _assemble(
@@ -366,8 +377,64 @@ def load_model(path: str | Path) -> keras.Model:
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):
         raise InputError(f"{path}: not a readable Keras model (not a .keras zip archive)")
     try:
-        return keras.models.load_model(path, safe_mode=True)
+        model = keras.models.load_model(path, safe_mode=True)
     except (ValueError, TypeError, KeyError, OSError, EOFError, zipfile.BadZipFile) as error:
         reason = " ".join(str(error).split()) or type(error).__name__
         reason = reason if len(reason) <= 200 else reason[:197] + "..."
         raise InputError(f"{path}: not a readable Keras model ({reason})") from None
+    return with_precision(model)
+
+
+# ---------------------------------------------------------------------- precision
+def set_precision(name: str) -> None:
+    """Keras' global dtype policy for the models built or loaded from now on.
+
+    Args:
+        name: ``float32``, ``mixed_bfloat16`` or ``mixed_float16`` (float16 or bfloat16
+            arithmetic, float32 weights; Keras scales the loss of ``mixed_float16`` itself).
+    """
+    keras.config.set_dtype_policy(name)
+
+
+def _policies_set(node: Any, name: str) -> bool:
+    """Set every dtype policy in a serialised model to ``name``, except in :data:`FLOAT32_LAYERS`; any changed."""
+    if isinstance(node, dict):
+        inner = node.get("config")
+        if node.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(inner, dict):
+            changed = inner.get("name") != name
+            inner["name"] = name
+            return changed
+        if isinstance(inner, dict) and inner.get("name") in FLOAT32_LAYERS:
+            return False
+        node = list(node.values())
+    if not isinstance(node, list):
+        return False
+    changed = False
+    for item in node:  # every item, not only up to the first change
+        changed = _policies_set(item, name) or changed
+    return changed
+
+
+def with_precision(model: keras.Model, name: str | None = None) -> keras.Model:
+    """The model with another dtype policy (default: the global one), the same weights.
+
+    Keras stores each layer's policy in the saved model, so a model trained in float32 would
+    stay float32 under a mixed global policy (and a mixed one mixed under float32): the model
+    is rebuilt from its configuration with the policy and given the weights (float32 in every
+    policy). The final softmax and the ConvLSTM head stay float32.
+
+    Args:
+        model: A model from this module (built or loaded).
+        name: The policy; None means Keras' global one.
+
+    Returns:
+        ``model`` itself if it already has the policy, else the rebuilt model (not compiled).
+    """
+    name = name or keras.config.dtype_policy().name
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    if not _policies_set(config, name):
+        return model
+    rebuilt = keras.saving.deserialize_keras_object(config, safe_mode=True)
+    rebuilt.set_weights(model.get_weights())
+    return rebuilt

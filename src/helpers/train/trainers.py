@@ -84,6 +84,9 @@ def start_run(script: str, description: str, argv: Sequence[str] | None, batch: 
     deterministic = wants_determinism(flags, config)
     configure_devices(flags.get("logical_cpus"))
     determinism = seed_everything(seed, deterministic)
+    from helpers.train.models import set_precision
+
+    set_precision(values["precision"])  # before any model is built or loaded
     strategy = make_strategy(flags.get("strategy") or "default")
     return TrainingRun(script=script, config=config, paths=paths, flags=flags, resuming=resuming, level=level,
                        settings=values, seed=seed, deterministic=deterministic, determinism=determinism,

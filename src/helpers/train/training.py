@@ -36,6 +36,8 @@ Say = Callable[[str], None]
 
 MONITORS: tuple[str, ...] = ("masked_accuracy", "categorical_accuracy")
 """Validation metrics early stopping can watch (``val_`` + the name)."""
+PRECISIONS: tuple[str, ...] = ("float32", "mixed_bfloat16", "mixed_float16")
+"""Keras dtype policies of ``--precision`` (float32: the paper's arithmetic)."""
 MAX_SEED = 2**32 - 1
 """Largest ``--seed`` (numpy's legacy generator, seeded by Keras, takes 32 bits)."""
 
@@ -139,7 +141,19 @@ WIDTH = Setting("--width", None, 1.0, "filter-count multiplier of the U-Net (1.0
                 "parameters)", kind=float, positive=True)
 TIMESTEPS = Setting("--timesteps", "timesteps", 6, "dates per sequence, drawn from dates.training_pool",
                     minimum=2, why="a sequence model needs at least 2 timesteps")
-COMMON_SETTINGS: tuple[Setting, ...] = (EPOCHS, STEPS, VAL_STEPS, LEARNING_RATE, PATIENCE, MONITOR)
+INPUT_WORKERS = Setting("--input-workers", "input_workers", 2,
+                        "threads that prepare the next batches while the model trains on the current one (Keras "
+                        "PyDataset workers; below 2 Keras starts none and a batch is made between two steps, "
+                        "which on a GPU is a third of an FCN step); batches are the same whatever the number",
+                        minimum=0)
+PRECISION = Setting("--precision", "precision", "float32",
+                    "arithmetic of the model: float32 (the paper's), mixed_bfloat16 or mixed_float16 (Keras mixed "
+                    "precision: 16-bit activations, float32 weights, float32 final softmax)", kind=str,
+                    choices=PRECISIONS)
+PREFETCH_BATCHES = 8
+"""Batches the input workers keep ready (Keras' ``max_queue_size``): about 40 MB of FCN or LSTM batches."""
+COMMON_SETTINGS: tuple[Setting, ...] = (EPOCHS, STEPS, VAL_STEPS, LEARNING_RATE, PATIENCE, MONITOR, INPUT_WORKERS,
+                                        PRECISION)
 """Settings of every training script (each script adds its batch size and its own)."""
 
 
@@ -362,6 +376,18 @@ class TrainingRun:
     def augment(self) -> bool:
         """Random flips and rotations of the training batches."""
         return not self.flags.get("no_augment", False)
+
+    @property
+    def input_options(self) -> dict[str, Any]:
+        """The generators' ``PyDataset`` options: worker threads that prepare batches ahead of the step.
+
+        Threads, not processes: the batches are numpy gathers and interpolations that release
+        the GIL, and the tile caches are shared without copies. Every batch is keyed by
+        ``(seed, epoch, index)`` and Keras' ordered queue hands them out in index order, so a
+        seeded run sees the same batches with any number of workers.
+        """
+        return {"workers": int(self.settings.get("input_workers", INPUT_WORKERS.default)),
+                "use_multiprocessing": False, "max_queue_size": PREFETCH_BATCHES}
 
     @property
     def val_seed(self) -> int | None:
