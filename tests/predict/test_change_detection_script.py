@@ -110,6 +110,24 @@ def test_change_detection_end_to_end(area: tuple[Path, Path]) -> None:
     assert report["true_change"]["f1"] == pytest.approx(1.0)
 
 
+def test_pixels_one_map_did_not_classify_are_left_out_and_counted(area: tuple[Path, Path]) -> None:
+    config, root = area
+    path = root / "processed" / "classified" / "m_01" / "m_01_combination_3_class.tif"
+    with rasterio.open(path) as src:
+        classes = src.read(1)
+    classes[2:6, 20:30] = 0  # a cloud over part of the robust change and of stable farmland
+    write_tif(path, classes)
+    result = run("m_01", "--config", str(config))
+    assert result.returncode == 0, result.stderr
+    assert "Left out: 40 GT pixels not classified in at least one map" in result.stdout
+    with rasterio.open(root / "processed" / "classified" / "m_01" / "m_01_change_map.tif") as src:
+        values = src.read(1)
+    assert (values[2:6, 20:30] == 0).all() and (values == 9).sum() == 20
+    report = json.loads((config.parent / "reports" / "logs_and_plots" / "m_01" /
+                         "m_01_change_detection.json").read_text())
+    assert report["not_classified_excluded"] == 40 and report["overall"]["n_pixels"] == 19 * 30 - 40
+
+
 def _one_line_error(result: subprocess.CompletedProcess[str], fragment: str) -> None:
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from rasterio.features import rasterize
 
 from helpers.core.config import Config
@@ -73,7 +74,8 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
     result = compare_maps(maps, gt, config.unclassifiable_id)
     classes = [c for c in config.classes if c.id != config.unclassifiable_id]
     report = {"model": name, "combinations": [list(c) for c in config.combinations],
-              **summarise(result, gt, [c.id for c in classes], [c.name for c in classes])}
+              **summarise(result, gt, [c.id for c in classes], [c.name for c in classes]),
+              "not_classified_excluded": not_classified_pixels(maps, gt, config.unclassifiable_id)}
     if config.true_change_file is not None:
         frame = read_vector(config.true_change_file, "true-change", str(grid.crs))
         true = rasterize(((g, 1) for g in frame.geometry), out_shape=(grid.height, grid.width),
@@ -94,6 +96,15 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
     return report
 
 
+def not_classified_pixels(maps: list[np.ndarray], gt: np.ndarray, unclassifiable_id: int) -> int:
+    """GT pixels left out of the comparison because some map did not classify them (clouds, shadows, no data)."""
+    labelled = (gt > 0) & (gt != unclassifiable_id)
+    missing = np.zeros(gt.shape, dtype=bool)
+    for values in maps:
+        missing |= values == 0
+    return int(np.count_nonzero(labelled & missing))
+
+
 def format_report(report: dict) -> str:
     """The change-detection report as a readable text table."""
     overall = report["overall"]
@@ -104,6 +115,9 @@ def format_report(report: dict) -> str:
     for label, row in rows:
         lines.append(f"{label:<36} {row['n_pixels']:>9} {100 * row['stable']:>7.2f}% "
                      f"{100 * row['robust_change']:>7.2f}% {100 * row['unstable']:>8.2f}%")
+    if report.get("not_classified_excluded"):
+        lines.append(f"Left out: {report['not_classified_excluded']} GT pixels not classified in at least one map "
+                     "(fewer clear dates than clouds.min_clear_dates, or no data)")
     lines.append("Change matrix (robust changes, GT class -> class of all maps):")
     for source, targets in report["change_matrix"].items():
         lines.append(f"  {source} -> " + ", ".join(f"{t}: {n}" for t, n in targets.items()))
