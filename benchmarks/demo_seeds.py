@@ -183,7 +183,7 @@ def train_seed(config_path: Path, seed: int, settings: dict[str, list[str]], qui
     results: dict[str, dict] = {}
     for script in SCRIPTS:
         run = f"{script}_01"
-        report = config.reports_root / "logs_and_plots" / run
+        report = config.report_dir(run)
         fcn = script == FCN_SCRIPT
         flags = with_seed(settings["DEMO_FCN" if fcn else "DEMO_LSTM"], seed, (QUICK_FCN if fcn else QUICK_LSTM)
                           if quick else ())

@@ -22,7 +22,7 @@ from helpers.core.config import load_config
 from helpers.core.errors import InputError, run_cli
 from helpers.core.io import write_text_atomic
 from helpers.core.paths import resolve_from_root
-from helpers.predict.reports import change_report_paths, report_dir, report_paths
+from helpers.predict.reports import report_paths
 from helpers.train.forest import newest_forest
 from helpers.train.forest_model import FOREST_SCRIPTS
 from helpers.train.runs import newest_model
@@ -52,7 +52,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config)
 
-    from helpers.predict.classification import output_dir
 
     rows, plots = [], []
     newest = [newest_model(config.models_root, script) for script in (FCN_SCRIPT, FIXED_SCRIPT, RANDOM_SCRIPT)]
@@ -60,9 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for run in newest:
         if run is None:
             continue
-        folder = report_dir(config, run)
+        folder = config.report_dir(run)
         metrics = _read(report_paths(folder, run, "test")["metrics"])
-        change = _read(change_report_paths(config, run)["json"])
+        change = _read(config.change_report_paths(run)["json"])
         true = change.get("true_change", {})
         rows.append((run, f"{metrics['overall_accuracy']:.3f}", f"{metrics['kappa']:.3f}",
                      _f1(metrics, "grass"), _f1(metrics, "farm"),
@@ -70,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      f"{true['precision']:.3f}" if true else "-", f"{true['recall']:.3f}" if true else "-"))
         other_splits = set(report_paths(folder, run, "valid").values())  # the table is the test split's
         plots.extend(sorted(p for p in folder.glob("*.png") if p not in other_splits))
-        plots.extend(sorted(output_dir(config, run).glob("*change_map.png")))
+        plots.extend(sorted(config.classified_dir(run).glob("*change_map.png")))
     if not rows:
         raise InputError(f"{config.models_root}: no trained model")
     widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]

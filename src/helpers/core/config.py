@@ -26,6 +26,7 @@ from helpers.core.config_schema import (
     read_training,
 )
 from helpers.core.errors import InputError
+from helpers.core.layout import StudyAreaLayout, format_threshold
 from helpers.core.paths import DEFAULT_CONFIG, REPO_ROOT, resolve_from_root
 
 __all__ = ["L1C_BANDS", "L2A_BANDS", "LEVEL_BANDS", "SPLITS", "Config", "LandCoverClass",
@@ -69,7 +70,7 @@ class LandCoverClass:
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(StudyAreaLayout):
     """A validated study-area configuration. Paths are absolute."""
 
     source: Path
@@ -176,98 +177,6 @@ class Config:
     def all_dates(self) -> tuple[str, ...]:
         """Every configured date (training pool, reference and new dates), sorted."""
         return tuple(sorted({*self.training_pool, self.reference, *self.new}))
-
-    # ------------------------------------------------------------------ layout
-    @property
-    def raw_dir(self) -> Path:
-        """Raw inputs; read-only for every step."""
-        return self.data_root / "raw"
-
-    @property
-    def processed_dir(self) -> Path:
-        """Everything the pipeline writes about the data."""
-        return self.data_root / "processed"
-
-    def raw_sentinel_dir(self, level: str | None = None) -> Path:
-        """Folder holding the Sentinel-2 products of a level."""
-        return self.raw_dir / "sentinel" / f"level_{self.check_level(level)}"
-
-    def scene_path(self, date: str, level: str | None = None) -> Path:
-        """Clipped 10 m stack of one date (output of step 01)."""
-        return self.processed_dir / "sentinel" / f"{date}_{self.check_level(level)}_all_bands.tif"
-
-    def cloud_mask_path(self, date: str, level: str | None = None) -> Path:
-        """Cloud and shadow mask of one date on the scene grid (output of step 03b)."""
-        return self.processed_dir / "clouds" / f"{date}_{self.check_level(level)}_clouds.tif"
-
-    @property
-    def gt_dir(self) -> Path:
-        """Processed ground-truth rasters."""
-        return self.processed_dir / "ground_truth"
-
-    @property
-    def gt_rasterized_path(self) -> Path:
-        """The GT burnt onto the scene grid, before water masking (step 02)."""
-        return self.gt_dir / "gt_rasterized.tif"
-
-    def gt_masked_path(self, threshold: float) -> Path:
-        """The GT after NDWI shoreline masking at one threshold (step 02b)."""
-        return self.gt_dir / f"gt_water_masked_{format_threshold(threshold)}.tif"
-
-    @property
-    def gt_path(self) -> Path:
-        """The GT used by all later steps (the configured threshold's mask)."""
-        return self.gt_dir / "gt.tif"
-
-    @property
-    def area_path(self) -> Path:
-        """Area mask: 1 where the GT is non-zero and the reference scene has data."""
-        return self.gt_dir / "area.tif"
-
-    @property
-    def extra_area_path(self) -> Path:
-        """Mask of the classification-only areas (if any are configured)."""
-        return self.gt_dir / "extra_area.tif"
-
-    def date_dir(self, date: str, use: str) -> Path:
-        """Per-date folder of TRAIN (training_data) or NEW (classification_data) products."""
-        sub = "training_data" if use.upper() == "TRAIN" else "classification_data"
-        return self.processed_dir / sub / f"{date}_data"
-
-    def merged_path(self, date: str, level: str | None, use: str) -> Path:
-        """Merged uint16 stack of step 04 (bands + gt, or bands + area masks)."""
-        return self.date_dir(date, use) / f"{date}_{self.check_level(level)}_merged.tif"
-
-    def tiles_dir(self, date: str, level: str | None, split: str) -> Path:
-        """Folder of one date's tiles of one subset."""
-        size = self.tile_size
-        return self.date_dir(date, "TRAIN") / (
-            f"{date}_{self.check_level(level)}_{split}_tiles_({size}x{size})"
-        )
-
-    def tiles_summary_path(self, date: str, level: str | None) -> Path:
-        """Summary JSON written last by the tiling step (its presence marks completion)."""
-        return self.date_dir(date, "TRAIN") / f"{date}_{self.check_level(level)}_tiles_summary.json"
-
-    def prediction_windows_path(self, date: str, level: str | None) -> Path:
-        """CSV index of the prediction windows of a NEW date."""
-        return self.date_dir(date, "NEW") / f"{date}_{self.check_level(level)}_prediction_windows.csv"
-
-    @property
-    def tile_endings_path(self) -> Path:
-        """List of the reference date's tile endings (``tile_RRR_CCC``), one per line."""
-        return self.processed_dir / "all_tile_endings.txt"
-
-    @property
-    def split_path(self) -> Path:
-        """The train/valid/test assignment of every tile ending."""
-        return self.processed_dir / "tile_split.json"
-
-
-def format_threshold(threshold: float) -> str:
-    """Format an NDWI threshold for a file name (``-0.2``, ``0.0``, ``0.4``)."""
-    value = round(float(threshold), 3) + 0.0  # + 0.0 turns -0.0 (e.g. from np.arange) into 0.0
-    return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
 
 
 # ---------------------------------------------------------------------- loading

@@ -181,7 +181,7 @@ def restrict_water_area(config: Config, level: str | None = None, force: bool = 
         say(water_sweep_line(format_threshold(result.threshold), result.water_kept, result.water_total))
     chosen = config.water_threshold
     final = gt if chosen is None else next(r.gt for r in results if abs(r.threshold - chosen) < 1e-9)
-    write_json_atomic(config.gt_dir / "water_mask_summary.json",
+    write_json_atomic(config.water_mask_summary_path,
                       {"dates": list(config.water_dates), "chosen_threshold": None if chosen is None
                        else format_threshold(chosen), "thresholds": table})
     write_raster(config.gt_path, final, profile, ["gt"],

@@ -59,7 +59,7 @@ def preprocessing_summary(config: Config, level: str | None = None) -> str:
                  f"{total} ({share:.1f} %; the paper reports 17.6 % for its study area)")
     lines.extend(per_date)
 
-    water = config.gt_dir / "water_mask_summary.json"
+    water = config.water_mask_summary_path
     if water.exists():
         data = json.loads(water.read_text(encoding="utf-8"))
         lines.append(f"  NDWI shoreline masking over {len(data['dates'])} images "

@@ -26,15 +26,14 @@ from helpers.predict.change_detection import (
     score_against_true_changes,
     summarise,
 )
-from helpers.predict.classification import output_dir, output_files
+from helpers.predict.classification import output_files
 from helpers.predict.previews import change_categories
-from helpers.predict.reports import change_report_paths
 from helpers.train.run_record import ModelSpec, load_runs
 
 
 def class_map_path(config: Config, model_name: str, combination: int) -> Path:
     """Class map of one date combination (written by classify.py)."""
-    return output_files(output_dir(config, model_name), model_name, combination)["class"]
+    return output_files(config.classified_dir(model_name), model_name, combination)["class"]
 
 
 def detect_changes(config: Config, model: ModelSpec) -> dict:
@@ -82,7 +81,7 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
                          transform=grid.transform, fill=0, dtype="uint8").astype(bool)
         report["true_change"] = score_against_true_changes(result, true)
 
-    out_dir = output_dir(config, name)
+    out_dir = config.classified_dir(name)
     values = change_map(result, gt)
     categories = change_categories(classes)
     write_raster(out_dir / f"{name}_change_map.tif", values, profile, ["change"],
@@ -90,7 +89,7 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
                             f"{UNSTABLE_ID} unstable, 0 not evaluated"}, categories)
     write_map_figure(out_dir / f"{name}_change_map.png", values, profile, categories,
                      f"{name}: change against the GT over {len(maps)} date combinations")
-    reports = change_report_paths(config, name)
+    reports = config.change_report_paths(name)
     write_json_atomic(reports["json"], report)
     write_text_atomic(reports["txt"], format_report(report) + "\n")
     return report

@@ -112,11 +112,6 @@ class CombinationResult:
     agreement: float | None = None
 
 
-def output_dir(config: Config, model_name: str) -> Path:
-    """Folder of a model's classification outputs."""
-    return config.processed_dir / "classified" / model_name
-
-
 def combination_dates(config: Config, period: str | None = None) -> tuple[tuple[str, ...], ...]:
     """The date combinations classify.py numbers: ``dates.combinations``, or a change period's (``"a"``/``"b"``)."""
     return config.combinations if period is None else period_combinations(config, period)
@@ -367,7 +362,7 @@ def classify_model(
         shape = (src.height, src.width)
     categories = class_categories(record.classes)
     descriptions = [next((c.name for c in record.classes if c.id == i + 1), f"class {i + 1}") for i in range(n_classes)]
-    out_dir = output_dir(config, name)
+    out_dir = config.classified_dir(name)
     window_models: dict[int, list[WindowModel]] = {}
 
     def geometry(run_mode: str) -> tuple[int, int]:

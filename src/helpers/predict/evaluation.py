@@ -20,7 +20,7 @@ import numpy as np
 
 from helpers.core.config import Config, load_config
 from helpers.core.errors import InputError
-from helpers.predict.reports import format_report, report_dir, write_report
+from helpers.predict.reports import format_report, write_report
 from helpers.predict.scoring import score
 from helpers.train.run_record import ModelSpec, RunRecord, check_same_kind, load_run
 from helpers.train.runs import check_model_name, ensemble_name
@@ -245,7 +245,7 @@ def score_and_report(config: Config, name: str, y_true: np.ndarray, y_pred: np.n
     scored = [c for c in config.classes if c.id != config.unclassifiable_id]
     metrics = {"model": name, "split": split,
                **score(y_true, y_pred, config.class_ids, [c.name for c in config.classes], config.unclassifiable_id)}
-    out_dir = report_dir(config, name)
+    out_dir = config.report_dir(name)
     write_report(metrics, out_dir, name, [c.name for c in scored], title, split)
     say(format_report(metrics, title))  # after writing: a closed console pipe loses nothing
     say(f"report written to {out_dir}")

@@ -36,15 +36,14 @@ from helpers.predict.change_detection import (
     summarise_periods,
 )
 from helpers.predict.change_periods import PERIODS, check_periods, map_stems
-from helpers.predict.classification import output_dir, output_files
+from helpers.predict.classification import output_files
 from helpers.predict.previews import NO_DATA_COLOUR, NamedClass
-from helpers.predict.reports import report_dir
 from helpers.train.run_record import ModelSpec, RunSet, load_runs
 
 
 def period_output_paths(config: Config, name: str) -> dict[str, Path]:
     """The two-period outputs of a model: change map (``tif``, ``png``) and report (``json``, ``txt``)."""
-    maps, reports = output_dir(config, name), report_dir(config, name)
+    maps, reports = config.classified_dir(name), config.report_dir(name)
     return {"tif": maps / f"{name}_period_change_map.tif", "png": maps / f"{name}_period_change_map.png",
             "json": reports / f"{name}_period_change_detection.json",
             "txt": reports / f"{name}_period_change_detection.txt"}
@@ -52,7 +51,7 @@ def period_output_paths(config: Config, name: str) -> dict[str, Path]:
 
 def period_map_paths(config: Config, name: str) -> dict[str, list[Path]]:
     """The class map of every combination of both periods (``{"a": [...], "b": [...]}``), checked periods."""
-    out_dir = output_dir(config, name)
+    out_dir = config.classified_dir(name)
     return {p: [output_files(out_dir, name, k, part)["class"] for k, part in enumerate(map_stems(config, p))]
             for p in PERIODS}
 

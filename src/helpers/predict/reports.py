@@ -1,8 +1,8 @@
-"""Where reports go, and the metrics reports themselves: text log, confusion-matrix plots, JSON.
+"""The metrics reports: text log, confusion-matrix plots, JSON, and their file names.
 
 Every report of a model (training log, metrics of each split, change detection) lies in one
-folder, ``{reports_root}/logs_and_plots/{name}/``, built by :func:`report_dir` alone; the
-file names of each kind of report are built here too.
+folder, ``{reports_root}/logs_and_plots/{name}/``, built by ``config.report_dir`` alone
+(:mod:`helpers.core.layout`); the file names of the metrics reports are built here.
 """
 
 from __future__ import annotations
@@ -13,19 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from helpers.core.config import SPLITS, Config
+from helpers.core.config import SPLITS
 from helpers.core.io import atomic_path, write_json_atomic, write_text_atomic
-
-
-def report_dir(config: Config, name: str) -> Path:
-    """The report folder of a run or ensemble: ``{reports_root}/logs_and_plots/{name}/``."""
-    return config.reports_root / "logs_and_plots" / name
-
-
-def change_report_paths(config: Config, name: str) -> dict[str, Path]:
-    """The change-detection reports of a model (``json`` and ``txt``), in its report folder."""
-    folder = report_dir(config, name)
-    return {"json": folder / f"{name}_change_detection.json", "txt": folder / f"{name}_change_detection.txt"}
 
 
 def format_report(metrics: dict[str, Any], title: str = "") -> str:

@@ -46,17 +46,6 @@ class TileSet:
         return len(self.endings)
 
 
-def tile_cache_paths(config: Config, date: str, split: str, level: str | None = None) -> tuple[Path, Path, Path]:
-    """The cache files of one split of one date: bands, labels and endings.
-
-    They lie beside the tile folder: ``{date}_{level}_{split}_x.npy``, ``..._y.npy`` and
-    ``..._endings.txt``.
-    """
-    level = config.check_level(level)
-    base = config.date_dir(date, "TRAIN") / f"{date}_{level}_{split}"
-    return Path(f"{base}_x.npy"), Path(f"{base}_y.npy"), Path(f"{base}_endings.txt")
-
-
 def load_tiles(config: Config, date: str, split: str, level: str | None = None) -> TileSet:
     """Load the tiles of one split of one date, reading the GeoTIFFs only once.
 
@@ -84,7 +73,7 @@ def load_tiles(config: Config, date: str, split: str, level: str | None = None) 
                          f"src/data_processing/05_split_into_tiles.py {date} {level} TRAIN "
                          f"(or 08a_process_train_batch.py) first")
     n_bands = len(config.bands(level))
-    cache = tile_cache_paths(config, date, split, level)
+    cache = config.tile_cache_paths(date, split, level)
     sources = [folder, config.tiles_summary_path(date, level)]
     if _cache_is_fresh(cache, sources):
         cached = _read_cache(cache, n_bands, date, split)

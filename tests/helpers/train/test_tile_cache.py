@@ -11,7 +11,7 @@ import rasterio
 from training_tiles import BANDS, POOL, SIZE, VALID, Area, tile_layers, write_tile
 
 from helpers.core.errors import InputError
-from helpers.train.tile_cache import load_tiles, tile_cache_paths
+from helpers.train.tile_cache import load_tiles
 
 
 def test_load_tiles_reads_every_tile(area: Area) -> None:
@@ -24,7 +24,7 @@ def test_load_tiles_reads_every_tile(area: Area) -> None:
         layers = tile_layers(POOL[1], ending)
         np.testing.assert_array_equal(tiles.x[i], np.moveaxis(layers[:BANDS], 0, -1))
         np.testing.assert_array_equal(tiles.y[i], layers[BANDS])
-    assert all(path.is_file() for path in tile_cache_paths(area.config, POOL[1], "train"))
+    assert all(path.is_file() for path in area.config.tile_cache_paths(POOL[1], "train"))
 
 
 def test_second_load_memory_maps_the_cache(area: Area, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +49,7 @@ def test_cache_is_rebuilt_after_retiling(area: Area) -> None:
     changed[5] = 4321
     write_tile(area.config.tiles_dir(date, None, "valid") / f"{date}_L1C_{ending}.tif", changed, ending)
     summary = area.config.tiles_summary_path(date, None)
-    later = max(p.stat().st_mtime_ns for p in tile_cache_paths(area.config, date, "valid")) + 10**9
+    later = max(p.stat().st_mtime_ns for p in area.config.tile_cache_paths(date, "valid")) + 10**9
     os.utime(summary, ns=(later, later))
     tiles = load_tiles(area.config, date, "valid")
     assert np.all(tiles.x[tiles.endings.index(ending), :, :, 5] == 4321)
