@@ -60,11 +60,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.config)
 
     from helpers.predict.classification import classify_model, select_combinations
+
+    ks = select_combinations(config, args.combination, args.period)  # a bad period or number: before Keras
     from helpers.train.models import set_precision
 
     set_precision(args.precision)  # before the models are loaded: they are rebuilt with it
-
-    ks = select_combinations(config, args.combination, args.period)
     mode = "fast" if args.fast else "faithful"
     results = classify_model(config, spec, ks, mode, batch_size=args.batch_size, progress=None,
                              compare=args.compare, period=args.period, cloud_masking=args.cloud_masking)
