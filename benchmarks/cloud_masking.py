@@ -12,7 +12,7 @@ beside them, on about 12 % of each date, two dates cloud-free.
 Target (issue 11): the classification with masking within 10 % of the time without it.
 
 Usage:
-    python benchmarks/cloud_masking.py [--rows N] [--width N] [--modes faithful,fast]
+    python benchmarks/cloud_masking.py [--rows N] [--width N] [--modes faithful,fast] [--kinds fcn,lstm]
 """
 
 from __future__ import annotations
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=320, help="rows of the crop (default 320)")
     parser.add_argument("--width", type=int, default=3500, help="columns (default 3500, the paper's scene)")
     parser.add_argument("--modes", default="faithful,fast", help="comma-separated modes (default both)")
+    parser.add_argument("--kinds", default="fcn,lstm", help="comma-separated models (default both)")
     parser.add_argument("--workdir", type=Path, default=None, help="folder for the generated stacks (kept)")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -130,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
               f"average), {len(COMBINATIONS)} combinations; full-size models, random weights; generated in "
               f"{fmt_seconds(gen_s)}")
         for kind, sequence in (("fcn", False), ("lstm", True)):
+            if kind not in args.kinds.split(","):
+                continue
             for mode in modes:
                 plain = measure_in_child(timed_pass, stacks, None, sequence, mode)
                 masked = measure_in_child(timed_pass, stacks, masks, sequence, mode)

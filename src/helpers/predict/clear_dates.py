@@ -107,14 +107,28 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
     codes = np.where(used > 0, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)
     full = (1 << n_dates) - 1
-    for code in np.unique(codes).tolist():  # all dates clear first: mostly the only pattern
+    for code in np.unique(codes).tolist():
         if code < 0:
             continue
         windows = np.flatnonzero((codes == code).any(axis=(1, 2)))
-        subset = features[windows] if code == full else features[windows][:, _dates_of(code, n_dates)]
-        part = np.asarray(combine(subset), dtype=np.float32)
+        dates = slice(None) if code == full else _dates_of(code, n_dates)
+        part = _padded_call(combine, features[windows][:, dates], n)
         scores[windows] += np.where((codes[windows] == code)[..., None], part, 0.0)
     return scores, used
+
+
+def _padded_call(combine: ArrayFn, batch: np.ndarray, largest: int) -> np.ndarray:
+    """``combine`` on ``batch`` padded with zeros to the next power of two (at most ``largest`` items).
+
+    A compiled model traces its call again for every new batch size; the windows holding one
+    pattern of clear dates vary in number from batch to batch, and padded to powers of two they
+    need only a handful of traces per sequence length instead of one per count.
+    """
+    count = len(batch)
+    size = min(max(largest, count), 1 << max(0, count - 1).bit_length())
+    if size > count:
+        batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), dtype=batch.dtype)])
+    return np.asarray(combine(batch), dtype=np.float32)[:count]
 
 
 @dataclass
