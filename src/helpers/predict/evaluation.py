@@ -47,9 +47,10 @@ def uses_sequences(model: Any, model_name: str = "") -> bool:
     takes_sequences = getattr(model, "takes_sequences", None)
     if takes_sequences is not None:
         return bool(takes_sequences)
-    inputs = getattr(model, "inputs", None)
-    if inputs:
-        return len(inputs[0].shape) == 5
+    if getattr(model, "inputs", None):
+        from helpers.train.models import is_sequence_model  # a Keras model: Keras is loaded already
+
+        return is_sequence_model(model)
     return "lstm" in model_name.lower()
 
 
