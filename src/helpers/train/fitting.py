@@ -19,10 +19,10 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from helpers.core.errors import InputError
 from helpers.core.io import write_json_atomic, write_text_atomic
+from helpers.train.backends import missing_kernel_errors
 from helpers.train.normalisation import Normaliser
 from helpers.train.run_record import RunRecord, embed_record, make_record
 from helpers.train.training import MONITORS, TrainingRun, save_run_metadata
@@ -222,7 +222,7 @@ def fit_and_save(run: TrainingRun, model: keras.Model, train_data: Any, val_data
                             verbose=0 if run.flags.get("quiet") else 2)
     except KeyboardInterrupt:
         raise InputError(f"{run.run}: training interrupted; continue it with --resume {run.run}") from None
-    except tf.errors.UnimplementedError as error:  # e.g. a GPU op without a deterministic kernel
+    except missing_kernel_errors() as error:  # TensorFlow: e.g. a GPU op without a deterministic kernel
         if not run.deterministic:
             raise
         reason = next((line for line in str(error).splitlines() if "determinis" in line), "").strip()
@@ -294,7 +294,8 @@ def training_summary(run: TrainingRun, history: keras.callbacks.History, wall: f
         "final_loss": float(logs["loss"][-1]) if logs.get("loss") else None,
         "wall_time_s": round(wall, 2), "seconds_per_step": round(wall / steps, 4) if steps else None,
         "seed": run.seed, "deterministic": run.deterministic, "determinism": run.determinism,
-        "keras": keras.__version__, "python": platform.python_version(),
+        "keras": keras.__version__, "backend": keras.backend.backend(), "precision": keras.config.dtype_policy().name,
+        "python": platform.python_version(),
     })
     return summary
 

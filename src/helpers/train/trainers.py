@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from helpers.core.config import load_config
 from helpers.core.errors import InputError
+from helpers.train.backends import check_batch_split, configure_devices, make_strategy, seed_everything
 from helpers.train.normalisation import Normaliser, normaliser_for
 from helpers.train.runs import newest_model
 from helpers.train.tile_cache import load_tiles
@@ -26,12 +27,9 @@ from helpers.train.training import (
     build_parser,
     check_class_ids,
     check_seed,
-    configure_devices,
-    make_strategy,
     plan_run,
     require_training_data,
     say_flushed,
-    seed_everything,
     wants_determinism,
 )
 
@@ -88,6 +86,7 @@ def start_run(script: str, description: str, argv: Sequence[str] | None, batch: 
 
     set_precision(values["precision"])  # before any model is built or loaded
     strategy = make_strategy(flags.get("strategy") or "default")
+    check_batch_split(int(values["batch_size"]), strategy.num_replicas_in_sync)
     return TrainingRun(script=script, config=config, paths=paths, flags=flags, resuming=resuming, level=level,
                        settings=values, seed=seed, deterministic=deterministic, determinism=determinism,
                        strategy=strategy, say=say)

@@ -176,10 +176,12 @@ def build_parser(description: str, settings: Sequence[Setting]) -> argparse.Argu
     parser.add_argument("--no-determinism", action="store_true",
                         help="with --seed: skip TensorFlow's op determinism (also training.deterministic = false)")
     parser.add_argument("--strategy", choices=("default", "mirrored", "multiworker"), default="default",
-                        help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, "
-                             "or its logical CPUs), multiworker (TF_CONFIG cluster)")
+                        help="tf.distribute strategy (KERAS_BACKEND=tensorflow only): default (one device), mirrored "
+                             "(all GPUs of this machine, or its logical CPUs), multiworker (TF_CONFIG cluster); "
+                             "under JAX a run uses all devices through keras.distribution")
     parser.add_argument("--logical-cpus", type=int, default=None,
-                        help="split the CPU into N logical devices (for --strategy mirrored without GPUs)")
+                        help="split the CPU into N logical devices (for --strategy mirrored without GPUs; under JAX "
+                             "the run is split across them)")
     parser.add_argument("--resume", nargs="?", const="latest", default=None, metavar="RUN",
                         help="continue an interrupted run (default: the newest one of this script) with the flags "
                              "it was started with")
@@ -303,9 +305,11 @@ class TrainingRun:
         level: Processing level of the tiles.
         settings: Resolved :class:`Setting` values by ``dest`` (``epochs``, ``batch_size`` ...).
         seed: The seed, or None.
-        deterministic: Whether TensorFlow's op determinism is on.
-        determinism: What :func:`seed_everything` did (``none``, ``seeds``, ``op determinism[, serial ops]``).
-        strategy: The ``tf.distribute`` strategy to build the model in.
+        deterministic: Whether repeatable arithmetic was asked for (TensorFlow's op determinism).
+        determinism: What :func:`helpers.train.backends.seed_everything` did (``none``, ``seeds``,
+            ``op determinism[, serial ops]``, or the XLA backend's).
+        strategy: The ``tf.distribute`` strategy to build the model in, or under JAX a
+            :class:`helpers.train.backends.DataParallelRun`.
         say: Printer.
     """
 
@@ -395,35 +399,7 @@ class TrainingRun:
         return None if self.seed is None else self.seed + 1
 
 
-# ---------------------------------------------------------------------- devices and seeds
-def configure_devices(logical_cpus: int | None) -> None:
-    """Split the CPU into logical devices (must run before TensorFlow initialises its runtime)."""
-    if logical_cpus is None:
-        return
-    if logical_cpus < 1:
-        raise InputError(f"--logical-cpus {logical_cpus}: must be at least 1")
-    import tensorflow as tf
-
-    cpus = tf.config.list_physical_devices("CPU")
-    try:
-        tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
-    except RuntimeError as error:
-        raise InputError(f"--logical-cpus {logical_cpus}: TensorFlow is already initialised ({error})") from None
-
-
-def make_strategy(name: str):
-    """The ``tf.distribute`` strategy of ``--strategy``."""
-    import tensorflow as tf
-
-    if name == "mirrored":
-        devices = [d.name for d in tf.config.list_logical_devices("GPU")]
-        devices = devices or [d.name for d in tf.config.list_logical_devices("CPU")]
-        return tf.distribute.MirroredStrategy(devices=devices)
-    if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    return tf.distribute.get_strategy()
-
-
+# ---------------------------------------------------------------------- seeds (devices: helpers.train.backends)
 def check_seed(seed: int | None) -> int | None:
     """Validate ``--seed`` (0 .. 2**32 - 1)."""
     if seed is not None and not 0 <= seed <= MAX_SEED:
@@ -439,39 +415,6 @@ def wants_determinism(flags: dict[str, Any], config: Config) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(config.source, "training.deterministic", f"{value!r}: must be true or false")
     return value
-
-
-def seed_everything(seed: int | None, deterministic: bool) -> str:
-    """Seed Python, numpy, TensorFlow and Keras; make TensorFlow's arithmetic repeatable if asked.
-
-    The generators draw from their own ``(seed, epoch, batch)`` streams; this seeds what they
-    do not: the weight initialisers (Keras' seed generator) and any TensorFlow random op.
-    Deterministic means TensorFlow's op determinism (deterministic kernels, at no measurable
-    cost on the CPU) and one op at a time (one inter-op thread): on the CPU, ops that run
-    concurrently made the gradients of the full-size FCN+ConvLSTM differ in the last bits from
-    run to run even with op determinism (``benchmarks/training_input.py --determinism``
-    measures both). Serial ops can only be set before TensorFlow starts, as the scripts do;
-    in a process where it already runs, op determinism alone is used.
-
-    Returns:
-        What was done, for the run's log: ``none``, ``seeds``, ``op determinism, serial ops`` or
-        ``op determinism``.
-    """
-    if seed is None:
-        return "none"
-    import keras
-
-    keras.utils.set_random_seed(int(seed))
-    if not deterministic:
-        return "seeds"
-    import tensorflow as tf
-
-    tf.config.experimental.enable_op_determinism()
-    try:
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-    except RuntimeError:  # TensorFlow already initialised (a run started from Python after other work)
-        return "op determinism"
-    return "op determinism, serial ops"
 
 
 # ---------------------------------------------------------------------- loss, optimiser, metrics
