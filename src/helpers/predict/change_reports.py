@@ -96,7 +96,7 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
 
 
 def not_classified_pixels(maps: list[np.ndarray], gt: np.ndarray, unclassifiable_id: int) -> int:
-    """GT pixels left out of the comparison because some map did not classify them (clouds, shadows, no data)."""
+    """GT pixels left out because some map did not classify them (outside its area, or clouds and shadows)."""
     labelled = (gt > 0) & (gt != unclassifiable_id)
     missing = np.zeros(gt.shape, dtype=bool)
     for values in maps:
@@ -116,7 +116,7 @@ def format_report(report: dict) -> str:
                      f"{100 * row['robust_change']:>7.2f}% {100 * row['unstable']:>8.2f}%")
     if report.get("not_classified_excluded"):
         lines.append(f"Left out: {report['not_classified_excluded']} GT pixels not classified in at least one map "
-                     "(fewer clear dates than clouds.min_clear_dates, or no data)")
+                     "(outside its classification area, or fewer clear dates than clouds.min_clear_dates)")
     lines.append("Change matrix (robust changes, GT class -> class of all maps):")
     for source, targets in report["change_matrix"].items():
         lines.append(f"  {source} -> " + ", ".join(f"{t}: {n}" for t, n in targets.items()))
