@@ -410,11 +410,11 @@ def model_available() -> bool:
     return (REPO_ROOT / "src" / "helpers" / "train" / "models.py").is_file()
 
 
-def prefetch_shares(ours: dict[str, object], step_ms: float, cpu_steps: dict[str, dict]) -> dict[str, object]:
-    """The input share of the emulated training loop, without and with worker threads, for each step time."""
+def prefetch_shares(ours: dict[str, object], step_ms: float, cpu_steps: dict[str, dict],
+                    workers: tuple[int, ...]) -> dict[str, object]:
+    """The input share of the emulated training loop for each number of worker threads and each step time."""
     print()
     rows, figures = [], {}
-    workers = (0, int(INPUT_WORKERS.default))
     for kind, name in (("fcn", "fcn"), ("lstm", "random")):
         step_times = {"gpu": step_ms / 1000}
         if kind in cpu_steps:
@@ -431,14 +431,16 @@ def prefetch_shares(ours: dict[str, object], step_ms: float, cpu_steps: dict[str
             label = "GPU step (--step-ms)" if where == "gpu" else "measured CPU step"
             rows.append([f"{'U-Net' if kind == 'fcn' else 'FCN+ConvLSTM'}, {label}", fmt_seconds(step_s), steps,
                          *cells])
-    print_table(["emulated training loop", "step", "steps", "wait/step, no workers",
-                 f"wait/step, {workers[1]} workers"], rows)
+    print_table(["emulated training loop", "step", "steps",
+                 *(f"wait/step, {count} workers" if count > 1 else "wait/step, no workers" for count in workers)],
+                rows)
     print(f"  wait = mean time the loop waits for its next batch (Keras' PyDataset adapter, queue of "
           f"{PREFETCH_BATCHES} batches, first batch of the epoch included), share = wait / (wait + step); every "
           f"step is a sleep, the host is free meanwhile as when a GPU trains (a CPU step uses the cores itself, "
           f"so on the CPU the workers compete with it)")
+    default = int(INPUT_WORKERS.default)
     figures["gpu_input_share_target_met"] = all(
-        v < 0.10 for k, v in figures.items() if k.endswith(f"gpu_workers{workers[1]}_input_share"))
+        v < 0.10 for k, v in figures.items() if k.endswith(f"gpu_workers{default}_input_share"))
     return figures
 
 
@@ -453,12 +455,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step-ms", type=float, default=15.0,
                         help="step time of the emulated GPU training loop, in ms (default 15: a U-Net step, batch "
                              "64, on one H200)")
+    parser.add_argument("--workers", default=f"0,{INPUT_WORKERS.default}",
+                        help="worker-thread counts of the emulated training loop, comma-separated (default: none and "
+                             f"the training scripts' default, 0,{INPUT_WORKERS.default})")
     parser.add_argument("--determinism", action="store_true",
                         help="only measure the cost of TensorFlow's op determinism (seconds per step with and "
                              "without, tiny and full-size U-Net, full-size FCN+ConvLSTM) and its repeatability")
     args = parser.parse_args(argv)
     if not args.step_ms > 0:
         parser.error(f"--step-ms {args.step_ms}: must be above 0")
+    try:
+        workers = tuple(int(part) for part in args.workers.split(","))
+    except ValueError:
+        workers = ()
+    if not workers or min(workers) < 0:
+        parser.error(f"--workers {args.workers}: must be comma-separated counts of 0 or more")
     ours_batches, original_batches, rounds, model_steps = (20, 3, 2, 2) if args.quick else (50, 10, 3, 5)
 
     with work_folder(args.workdir, "bench_training_input_") as folder:
@@ -498,7 +509,7 @@ def main(argv: list[str] | None = None) -> int:
                                                model_steps).value
         elif not args.no_model:
             print("  src/helpers/train/models.py not found: training steps not measured")
-        prefetch = prefetch_shares(ours, args.step_ms, steps)
+        prefetch = prefetch_shares(ours, args.step_ms, steps, workers)
 
     speedup = {name: rates[name] / original_rates[name] for name in rates}
     labels = {"fcn": f"FCN single tiles, batch {FCN_BATCH}",
