@@ -64,6 +64,7 @@ class DemoScene:
         texture: Static multiplicative surface texture.
         garden: Vegetated share of settlement pixels.
         halls: Hall-roof share of industry pixels.
+        sheds: Roof share of the built part of settlement pixels (sheds, garages).
         changes: The land-cover changes.
         params: Per-parcel parameters.
     """
@@ -81,6 +82,7 @@ class DemoScene:
     texture: np.ndarray
     garden: np.ndarray
     halls: np.ndarray
+    sheds: np.ndarray
     changes: list[Change]
     params: ParcelParams
 
@@ -149,24 +151,39 @@ def _plan_changes(rng: np.random.Generator,
 
 
 def _static_textures(rng: np.random.Generator, label: np.ndarray, roads: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-pixel static fields: vegetation vigour, surface texture, gardens and hall roofs."""
+    """Per-pixel static fields: vegetation vigour, surface texture, gardens, sheds and hall roofs.
+
+    The textures make the classes differ in their spatial pattern as well as in their spectra,
+    as on real Sentinel-2 scenes: a grassland sward is patchy at the scale of a few pixels
+    (tussocks, trampled and bare spots, rushes, single shrubs), a crop stand varies within the
+    field too, but in smoother yield zones (soil, water supply) several pixels across. A single
+    grassland pixel can thus look like a field pixel on a date when their covers are alike; its
+    neighbourhood still tells the two apart. Settlement ground holds sheds, garages and paved yards (``sheds``:
+    their share of the pixel's built part), so that roof spectra are found between the
+    buildings too, and buildings are told apart from the ground around them by their
+    arrangement (compact roofs on a plot grid) more than by their spectra.
+    """
     size = label.shape[0]
     white = rng.standard_normal((size, size)).astype(np.float32)
-    patchy = smooth_field(rng, size, 4.0)
-    veg = np.isin(label, (GRASSLAND, FARMLAND))
+    tussocks = smooth_field(rng, size, 1.5)
+    yield_zones = smooth_field(rng, size, 6.0)
     crowns = np.where(label == FOREST, 1.0 + 0.08 * white, 1.0)
-    vigour = np.where(veg, 1.0 + 0.07 * patchy + 0.03 * white, crowns)
+    sward = 1.0 + 0.13 * tussocks + 0.04 * white
+    stand = 1.0 + 0.07 * yield_zones + 0.02 * white
+    vigour = np.where(label == GRASSLAND, sward, np.where(label == FARMLAND, stand, crowns))
     amplitude = np.zeros(9, dtype=np.float32)
-    amplitude[list(CLASS_IDS)] = [0.05, 0.025, 0.06, 0.08, 0.02, 0.05, 0.015, 0.08]
+    amplitude[list(CLASS_IDS)] = [0.05, 0.04, 0.06, 0.08, 0.02, 0.05, 0.015, 0.08]
     terrain = 0.025 * smooth_field(rng, size, 0.1 * size)
     texture = 1.0 + terrain + amplitude[label] * rng.standard_normal((size, size)).astype(np.float32)
     garden = np.clip(0.4 + 0.2 * smooth_field(rng, size, 2.5), 0.05, 0.85)
     garden = np.where(roads, 0.12, garden)
     halls = (plot_grid_mask(rng, size, (12, 16), ((6, 10), (8, 14)), 0.75) > 0).astype(np.float32)
+    sheds = np.clip(0.3 + 0.3 * smooth_field(rng, size, 1.2), 0.0, 0.85)
+    sheds = np.where(roads, 0.0, sheds)
     return {
-        "vigour": np.clip(vigour, 0.6, 1.4).astype(np.float32),
+        "vigour": np.clip(vigour, 0.55, 1.45).astype(np.float32),
         "texture": np.clip(texture, 0.7, 1.3).astype(np.float32),
-        "garden": garden.astype(np.float32), "halls": halls,
+        "garden": garden.astype(np.float32), "halls": halls, "sheds": sheds.astype(np.float32),
     }
 
 
@@ -201,5 +218,6 @@ def build_scene(seed: int, size: int = DEFAULT_SIZE) -> DemoScene:
         label_new=label_new, parcel_new=parcel_new, parcel_class_new=classes_new,
         lake_rho=layout["lake_rho"], lake_radius=layout["lake_radius"], vigour=textures["vigour"],
         texture=textures["texture"], garden=textures["garden"], halls=textures["halls"],
+        sheds=textures["sheds"],
         changes=changes, params=params,
     )

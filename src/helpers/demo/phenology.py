@@ -69,6 +69,7 @@ class ParcelParams:
     leaf_on: np.ndarray
     leaf_off: np.ndarray
     roof: np.ndarray  # material index of the roof
+    roof_cover: np.ndarray  # share of a building's pixels under its roof (10 m pixels mix roof and yard)
     waste_mix: np.ndarray  # (ids, 3): gravel, dry soil, vegetation of unclassifiable patches
 
 
@@ -170,6 +171,7 @@ def draw_params(rng: np.random.Generator, n_ids: int) -> ParcelParams:
         cuts=cuts, cut_depth=rng.uniform(0.45, 0.7, n_ids), regrowth=rng.uniform(10, 20, n_ids),
         deciduous=deciduous, leaf_on=rng.uniform(108, 126, n_ids), leaf_off=rng.uniform(286, 305, n_ids),
         roof=rng.choice([RED_ROOF, GREY_ROOF, BRIGHT_ROOF], n_ids, p=[0.55, 0.3, 0.15]), waste_mix=waste,
+        roof_cover=rng.uniform(0.6, 0.92, n_ids),
     )
 
 
@@ -240,7 +242,11 @@ def parcel_abundances(p: ParcelParams, classes: np.ndarray, plan: DatePlan) -> n
 
     building = classes == BUILDINGS
     winter_shadow = 0.08 + 0.25 * (1.0 - plan.illumination) / 0.28
-    a[building, p.roof[building]] = 1.0 - winter_shadow
+    cover = p.roof_cover[building]
+    a[building, p.roof[building]] = cover * (1.0 - winter_shadow)
+    yard = 1.0 - cover  # the rest of a building's pixels: yard and garden
+    a[building, GREEN] = yard * 0.5 * (0.45 + 0.45 * grass_season(doy))
+    a[building, ASPHALT] = yard * 0.5
 
     waste = classes == UNCLASSIFIABLE
     season = 0.3 + 0.6 * grass_season(doy)

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 from helpers.core.config import L1C_BANDS, Config
 from helpers.demo.landscape import DemoScene
-from helpers.demo.layout import INDUSTRY, PIXEL_SIZE, SETTLEMENT, WATER, smooth_field
+from helpers.demo.layout import FARMLAND, INDUSTRY, PIXEL_SIZE, SETTLEMENT, WATER, smooth_field
 from helpers.demo.phenology import (
     ASPHALT,
     BRIGHT_ROOF,
@@ -26,6 +26,7 @@ from helpers.demo.phenology import (
     GREEN,
     GREY_ROOF,
     MATERIAL_NAMES,
+    RED_ROOF,
     STRAW,
     TURBID_WATER,
     WET_SOIL,
@@ -105,10 +106,12 @@ def _pixel_abundances(scene: DemoScene, label: np.ndarray,
 
     where = np.flatnonzero(label.ravel() == SETTLEMENT)
     f = scene.garden.ravel()[where]
+    s = scene.sheds.ravel()[where]  # sheds and garages: roofs between the buildings
     a = np.zeros((where.size, k), dtype=np.float32)
     a[:, GREEN] = f * garden_green
     a[:, STRAW], a[:, WET_SOIL] = f * (1 - garden_green) * 0.6, f * (1 - garden_green) * 0.4
-    a[:, ASPHALT], a[:, GREY_ROOF], a[:, GRAVEL] = (1 - f) * 0.55, (1 - f) * 0.3, (1 - f) * 0.15
+    a[:, RED_ROOF], a[:, GREY_ROOF] = (1 - f) * s * 0.6, (1 - f) * (s * 0.4 + (1 - s) * 0.1)
+    a[:, ASPHALT], a[:, GRAVEL] = (1 - f) * (1 - s) * 0.65, (1 - f) * (1 - s) * 0.25
     out.append((where, a))
 
     where = np.flatnonzero(label.ravel() == INDUSTRY)
@@ -127,6 +130,36 @@ def _pixel_abundances(scene: DemoScene, label: np.ndarray,
     a[:, WET_SOIL], a[:, GREEN], a[:, STRAW] = (1 - w) * 0.6, (1 - w) * 0.35 * shore_green, (1 - w) * 0.1
     out.append((where, a))
     return out
+
+
+_MARGIN_SHARE = 0.45
+"""Share of a field's edge pixel covered by its margin (grass strip, hedge, track)."""
+
+
+def _field_margins(parcel: np.ndarray, label: np.ndarray) -> np.ndarray:
+    """Farmland pixels on a parcel border (a 4-neighbour belongs to another parcel).
+
+    Fields are lined by grassy strips, hedges and tracks a few metres wide, which the ground
+    truth counts as part of the field: a 10 m pixel at the edge mixes both, so per pixel it
+    looks like neither the field nor grassland; its position on the field's outline explains it.
+    """
+    border = np.zeros(parcel.shape, dtype=bool)
+    vertical = parcel[1:, :] != parcel[:-1, :]
+    horizontal = parcel[:, 1:] != parcel[:, :-1]
+    border[1:, :] |= vertical
+    border[:-1, :] |= vertical
+    border[:, 1:] |= horizontal
+    border[:, :-1] |= horizontal
+    return border & (label == FARMLAND)
+
+
+def _margin_spectrum(plan: DatePlan) -> np.ndarray:
+    """Surface reflectance of field margins on a date: rough grass and herbs, some bare track."""
+    green = 0.3 + 0.5 * grass_season(plan.doy)
+    fractions = np.zeros(len(MATERIAL_NAMES), dtype=np.float32)
+    fractions[GREEN], fractions[STRAW] = green, 0.75 * (1.0 - green)
+    fractions[WET_SOIL] = 0.25 * (1.0 - green)
+    return fractions @ ENDMEMBERS
 
 
 def _cloud_fields(rng: np.random.Generator, size: int,
@@ -184,6 +217,8 @@ def render_date(scene: DemoScene, plan: DatePlan,
     flat = surface.reshape(-1, len(L1C_BANDS))
     for where, fractions in _pixel_abundances(scene, label, plan):
         flat[where] = fractions @ ENDMEMBERS
+    margin = _field_margins(parcel, label)
+    surface[margin] = (1.0 - _MARGIN_SHARE) * surface[margin] + _MARGIN_SHARE * _margin_spectrum(plan)
     surface *= scene.texture[..., None]
     surface = ndimage.gaussian_filter(np.moveaxis(surface, -1, 0), sigma=(0, 0.5, 0.5))
 
