@@ -40,6 +40,10 @@ ENDMEMBERS = np.array([
 ], dtype=np.float32)
 """Surface reflectance of the materials; fractions summing to less than 1 leave shade (dark)."""
 
+_LEY_SHARE = 0.1
+"""Share of farmland parcels under a grass ley: farmland in the ground truth (as in ATKIS), grass
+in their phenology; only their even, sown stand and straight margins tell them from meadows."""
+
 _EPOCH = dt.date(2015, 1, 1)
 _CROP_YEARS = np.arange(2014, 2021)
 
@@ -70,6 +74,7 @@ class ParcelParams:
     leaf_off: np.ndarray
     roof: np.ndarray  # material index of the roof
     roof_cover: np.ndarray  # share of a building's pixels under its roof (10 m pixels mix roof and yard)
+    ley: np.ndarray  # bool: a farmland parcel under a sown grass ley (clover-grass), mown like a meadow
     waste_mix: np.ndarray  # (ids, 3): gravel, dry soil, vegetation of unclassifiable patches
 
 
@@ -171,7 +176,7 @@ def draw_params(rng: np.random.Generator, n_ids: int) -> ParcelParams:
         cuts=cuts, cut_depth=rng.uniform(0.45, 0.7, n_ids), regrowth=rng.uniform(10, 20, n_ids),
         deciduous=deciduous, leaf_on=rng.uniform(108, 126, n_ids), leaf_off=rng.uniform(286, 305, n_ids),
         roof=rng.choice([RED_ROOF, GREY_ROOF, BRIGHT_ROOF], n_ids, p=[0.55, 0.3, 0.15]), waste_mix=waste,
-        roof_cover=rng.uniform(0.6, 0.92, n_ids),
+        roof_cover=rng.uniform(0.6, 0.92, n_ids), ley=rng.random(n_ids) < _LEY_SHARE,
     )
 
 
@@ -228,8 +233,9 @@ def parcel_abundances(p: ParcelParams, classes: np.ndarray, plan: DatePlan) -> n
     farm_green, farm_straw = _farmland_cover(p, t)
     grass_green, grass_hay = _grass_cover(p, t, doy, year)
     is_farm, is_grass = classes == FARMLAND, classes == GRASSLAND
-    green = np.where(is_farm, farm_green, np.where(is_grass, grass_green, 0.0))
-    straw = np.where(is_farm, farm_straw, np.where(is_grass, grass_hay, 0.0))
+    crop, sward = is_farm & ~p.ley, is_grass | (is_farm & p.ley)  # a ley grows and is mown like grass
+    green = np.where(crop, farm_green, np.where(sward, grass_green, 0.0))
+    straw = np.where(crop, farm_straw, np.where(sward, grass_hay, 0.0))
     soil = np.where(is_farm | is_grass, np.clip(1.0 - green - straw, 0.0, 1.0), 0.0) * p.soil_brightness
     a[:, GREEN], a[:, STRAW] = green, straw
     a[:, DRY_SOIL], a[:, WET_SOIL] = soil * (1 - wet), soil * wet
