@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from study_area import StudyArea, apply_changes, base_settings, build_study_area, dump_toml
+from study_area import StudyArea, base_settings, build_study_area, write_config_file
 
 
 @pytest.fixture(scope="session")
@@ -58,9 +58,6 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
     """
 
     def write(changes: Mapping[str, Any] | None = None, name: str = "config.toml") -> Path:
-        data = apply_changes(base_settings(tmp_path / "data"), changes or {})
-        path = tmp_path / name
-        path.write_text(dump_toml(data), encoding="utf-8")
-        return path
+        return write_config_file(tmp_path / name, base_settings(tmp_path / "data"), changes)
 
     return write

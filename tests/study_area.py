@@ -563,6 +563,37 @@ def apply_changes(data: dict[str, Any], changes: Mapping[str, Any]) -> dict[str,
     return data
 
 
+def demo_settings(folder: Path, data_root: Path | None = None) -> dict[str, Any]:
+    """``configs/demo.toml`` as a TOML document with its data, models and reports roots under ``folder``.
+
+    Args:
+        folder: Where ``data/``, ``models/`` and ``reports/`` go.
+        data_root: Another data root (e.g. shared read-only tiles); default ``folder / "data"``.
+    """
+    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8"))
+    data["paths"] = {"data_root": str(data_root or folder / "data"), "models_root": str(folder / "models"),
+                     "reports_root": str(folder / "reports")}
+    return data
+
+
+def write_config_file(path: Path, data: Mapping[str, Any], changes: Mapping[str, Any] | None = None) -> Path:
+    """The one writer of the tests' configs: a TOML document with dotted-key ``changes`` applied, at ``path``.
+
+    Args:
+        path: The config file to write.
+        data: The TOML document (e.g. :func:`demo_settings`, :func:`base_settings`, or a loaded config).
+        changes: Dotted key -> new value (``classes.1.name`` indexes arrays), or :data:`DELETE`.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dump_toml(apply_changes(dict(data), changes or {})), encoding="utf-8")
+    return path
+
+
+def write_config_variant(source: Path, name: str, changes: Mapping[str, Any]) -> Path:
+    """A config file beside ``source``, named ``name``, with dotted-key ``changes``."""
+    return write_config_file(source.with_name(name), tomllib.loads(source.read_text(encoding="utf-8")), changes)
+
+
 def base_settings(data_root: Path, training: tuple[str, ...] = TRAINING_DATES,
                   new: tuple[str, ...] = NEW_DATES) -> dict[str, Any]:
     """``configs/demo.toml`` adapted to a generated area: absolute roots, short dates, 8 px tiles."""
@@ -647,11 +678,9 @@ class StudyArea:
         Returns:
             The written path.
         """
-        data = apply_changes(self.settings, changes or {})
-        target = path or self.config_path
-        target.write_text(dump_toml(data), encoding="utf-8")
+        target = write_config_file(path or self.config_path, self.settings, changes)
         if path is None:
-            self.settings = data
+            self.settings = apply_changes(self.settings, changes or {})
         return target
 
     def copy_to(self, folder: Path) -> StudyArea:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import rasterio
 from affine import Affine
-from study_area import base_settings, dump_toml
+from study_area import base_settings, write_config_file
 
 from helpers.core.config import Config, load_config
 
@@ -75,9 +75,7 @@ class Area:
     def with_settings(self, **sections: Any) -> Config:
         """Write a changed config beside the original and load it."""
         settings = {**self.settings, **sections}
-        path = self.config_path.with_name("changed.toml")
-        path.write_text(dump_toml(settings), encoding="utf-8")
-        return load_config(path)
+        return load_config(write_config_file(self.config_path.with_name("changed.toml"), settings))
 
     def endings(self, date: str, split: str = "train") -> list[str]:
         if split == "train":
@@ -89,8 +87,7 @@ def build_area(tmp_path: Path) -> Area:
     """Tiles of four dates (train, valid, test splits) and a config with identity normalisation."""
     settings = base_settings(tmp_path / "data", training=POOL, new=())
     settings["normalisation"] = {"mean": [0.0] * BANDS, "std": [1.0] * BANDS}
-    config_path = tmp_path / "config.toml"
-    config_path.write_text(dump_toml(settings), encoding="utf-8")
+    config_path = write_config_file(tmp_path / "config.toml", settings)
     config = load_config(config_path)
     assert config.tile_size == SIZE
     result = Area(config, config_path, settings)

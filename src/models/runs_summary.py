@@ -21,7 +21,6 @@ from helpers.train.forest import newest_forest
 from helpers.train.forest_model import FOREST_SCRIPTS
 from helpers.train.runs import newest_model
 from helpers.train.trainers import SCRIPTS
-from helpers.train.training import run_paths
 
 
 def _value(summary: dict, key: str) -> str:
@@ -38,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = newest_model(config.models_root, script)
         if run is None:
             continue
-        path = run_paths(config, run).summary_json
+        path = config.run_paths(run).summary_json
         if not path.is_file():
             continue
         s = json.loads(path.read_text(encoding="utf-8"))
@@ -50,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     forests = []
     for script in FOREST_SCRIPTS:
         run = newest_forest(config.models_root, script)
-        path = None if run is None else run_paths(config, run).summary_json
+        path = None if run is None else config.run_paths(run).summary_json
         if path is None or not path.is_file():
             continue
         s = json.loads(path.read_text(encoding="utf-8"))

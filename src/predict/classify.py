@@ -62,9 +62,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from helpers.predict.classification import classify_model, select_combinations
 
     ks = select_combinations(config, args.combination, args.period)  # a bad period or number: before Keras
-    from helpers.train.models import set_precision
+    if args.precision != PRECISIONS[0]:  # float32 is Keras' default: Keras is then not imported before the checks
+        from helpers.train.models import set_precision
 
-    set_precision(args.precision)  # before the models are loaded: they are rebuilt with it
+        set_precision(args.precision)  # before the models are loaded: they are rebuilt with it
     mode = "fast" if args.fast else "faithful"
     results = classify_model(config, spec, ks, mode, batch_size=args.batch_size, progress=None,
                              compare=args.compare, period=args.period, cloud_masking=args.cloud_masking)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import tomllib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from study_area import write_config_file
 from training_helpers import TINY, TINY_LSTM, assert_one_line_error, config_variant, files_under, quiet, run_script
 
 from helpers.core.config import Config, load_config
@@ -21,11 +23,11 @@ from models import baseline_cnn, lstm_fixed_seq
 def fcn_run(tiles_area: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained FCN run (model and side files) in a folder of its own; copy what a test needs."""
     folder = tmp_path_factory.mktemp("fcn_run")
-    text = (tiles_area / "config.toml").read_text(encoding="utf-8").replace('training_pool = ["20151231", ',
-                                                                           'training_pool = [')
-    text = text.replace(str(tiles_area / "models"), str(folder / "models"))
-    text = text.replace(str(tiles_area / "reports"), str(folder / "reports"))
-    (folder / "config.toml").write_text(text, encoding="utf-8")
+    source = tomllib.loads((tiles_area / "config.toml").read_text(encoding="utf-8"))
+    pool = [d for d in source["dates"]["training_pool"] if d != "20151231"]  # keeps no validation tile here
+    write_config_file(folder / "config.toml", source, {"dates.training_pool": pool,
+                                                        "paths.models_root": str(folder / "models"),
+                                                        "paths.reports_root": str(folder / "reports")})
     baseline_cnn.train(["--config", str(folder / "config.toml"), *TINY, "--epochs", "1"], say=quiet)
     from tensorflow.python.framework import config as tf_config
 

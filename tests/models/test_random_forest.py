@@ -15,7 +15,7 @@ import pytest
 import rasterio
 from affine import Affine
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
-from study_area import dump_toml
+from study_area import DELETE, write_config_file
 from training_helpers import assert_one_line_error, files_under, quiet, run_script
 
 from helpers.core.config import L1C_BANDS, Config, load_config
@@ -35,10 +35,8 @@ TRANSFORM = Affine(10.0, 0.0, 400070.0, 0.0, -10.0, 5639810.0)
 def forests(tiles_area: Path, tmp_path_factory: pytest.TempPathFactory) -> Config:
     """Both forests trained (and scored on the test split) on the tiny demo tiles, in a folder of their own."""
     folder = tmp_path_factory.mktemp("forests")
-    text = (tiles_area / "config.toml").read_text(encoding="utf-8")
-    text = text.replace(str(tiles_area / "models"), str(folder / "models"))
-    text = text.replace(str(tiles_area / "reports"), str(folder / "reports"))
-    (folder / "config.toml").write_text(text, encoding="utf-8")
+    write_config_file(folder / "config.toml", tomllib.loads((tiles_area / "config.toml").read_text(encoding="utf-8")),
+                      {"paths.models_root": str(folder / "models"), "paths.reports_root": str(folder / "reports")})
     for kind in ("mono", "multi"):
         random_forest.train(["--config", str(folder / "config.toml"), "--kind", kind, *TINY_FOREST], say=quiet)
     return load_config(folder / "config.toml")
@@ -83,14 +81,11 @@ def test_metrics_equal_a_direct_scikit_learn_computation(forests: Config, run: s
 def new_area(forests: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A classification-only area: NEW stacks of seven dates, two combinations of six, the forests' class table."""
     root = tmp_path_factory.mktemp("forest_scene")
-    data = tomllib.loads(forests.source.read_text(encoding="utf-8"))
-    data["paths"] = {"data_root": str(root / "data"), "models_root": str(root / "models"),
-                     "reports_root": str(root / "reports")}
-    data.pop("change", None)
-    data["dates"]["new"] = list(NEW_DATES)
-    data["dates"]["combinations"] = [list(NEW_DATES[:6]), list(NEW_DATES[1:])]
-    config_path = root / "config.toml"
-    config_path.write_text(dump_toml(data), encoding="utf-8")
+    config_path = write_config_file(root / "config.toml", tomllib.loads(forests.source.read_text(encoding="utf-8")), {
+        "paths": {"data_root": str(root / "data"), "models_root": str(root / "models"),
+                  "reports_root": str(root / "reports")},
+        "change": DELETE, "dates.new": list(NEW_DATES),
+        "dates.combinations": [list(NEW_DATES[:6]), list(NEW_DATES[1:])]})
     rng = np.random.default_rng(5)
     inside = np.ones(SHAPE, dtype=np.uint16)
     inside[:, :4] = 0

@@ -165,7 +165,7 @@ def test_base_model_of_the_wrong_shape(area: Config) -> None:
 
 
 def test_config_error(tmp_path: Path) -> None:
-    config = write_config(tmp_path, **{"seed = 1": "seed = \"one\""})
+    config = write_config(tmp_path, {"split.seed": "one"})
     result = run_script(FCN_SCRIPT, "--config", str(config))
     assert_one_line_error(result, "split.seed")
 

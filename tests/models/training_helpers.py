@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from study_area import apply_changes, dump_toml
+from study_area import demo_settings, write_config_file, write_config_variant
 
 from helpers.core.config import Config, load_config
 from helpers.core.paths import REPO_ROOT
@@ -26,26 +26,14 @@ def quiet(message: str) -> None:
     del message
 
 
-def write_config(folder: Path, **changes: str) -> Path:
-    """A copy of configs/demo.toml with its data, models and reports under ``folder`` (text replacements)."""
-    text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-    changes = {'data_root = "data/demo"': f'data_root = "{folder / "data"}"',
-               'models_root = "models/demo"': f'models_root = "{folder / "models"}"',
-               'reports_root = "reports/demo"': f'reports_root = "{folder / "reports"}"', **changes}
-    for old, new in changes.items():
-        assert old in text, f"configs/demo.toml no longer contains {old!r}"
-        text = text.replace(old, new)
-    path = folder / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+def write_config(folder: Path, changes: Mapping[str, Any] | None = None) -> Path:
+    """configs/demo.toml with its data, models and reports under ``folder`` and dotted-key ``changes``."""
+    return write_config_file(folder / "config.toml", demo_settings(folder), changes)
 
 
 def config_file(config: Config, name: str, changes: Mapping[str, Any]) -> Path:
     """The config with dotted keys changed (``dates.fixed_sequence``; ``classes.1.name``), saved beside it."""
-    data = apply_changes(tomllib.loads(config.source.read_text(encoding="utf-8")), changes)
-    path = config.source.with_name(name)
-    path.write_text(dump_toml(data), encoding="utf-8")
-    return path
+    return write_config_variant(config.source, name, changes)
 
 
 def config_variant(config: Config, name: str, changes: Mapping[str, Any]) -> Config:

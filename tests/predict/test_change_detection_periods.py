@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import rasterio
 from affine import Affine
 from runs_fixture import save_run, tiny_fcn
 from shapely.geometry import box
-from study_area import StudyArea, dump_toml
+from study_area import StudyArea, demo_settings, write_config_file, write_config_variant
 
 from helpers.core.config import load_config
 from helpers.core.paths import REPO_ROOT
@@ -81,12 +80,8 @@ def stand_in() -> Any:
 def area(tmp_path: Path, stand_in: Any) -> tuple[Path, Path]:
     """Demo config with two period-A combinations, their maps and period B's, a true change; (config, data root)."""
     root = tmp_path / "data"
-    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8"))
-    data["paths"] = {"data_root": str(root), "models_root": str(tmp_path / "models"),
-                     "reports_root": str(tmp_path / "reports")}
-    data["change"] = {"period_a": PERIOD_A}
-    config_path = tmp_path / "config.toml"
-    config_path.write_text(dump_toml(data), encoding="utf-8")
+    config_path = write_config_file(tmp_path / "config.toml", demo_settings(tmp_path, root),
+                                    {"change": {"period_a": PERIOD_A}})
     config = load_config(config_path)
     maps_a, maps_b = hand_made_maps()
     for k, values in enumerate(maps_a):
@@ -155,11 +150,7 @@ def test_periods_end_to_end(area: tuple[Path, Path]) -> None:
 
 
 def _config_with(config: Path, name: str, change: dict[str, Any]) -> Path:
-    data = tomllib.loads(config.read_text(encoding="utf-8"))
-    data["change"] = change
-    path = config.with_name(name)
-    path.write_text(dump_toml(data), encoding="utf-8")
-    return path
+    return write_config_variant(config, name, {"change": change})
 
 
 @pytest.mark.parametrize(("change", "fragment"), [

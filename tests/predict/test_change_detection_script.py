@@ -17,7 +17,7 @@ from affine import Affine
 from gdal_pam import category_names
 from runs_fixture import save_run, tiny_fcn
 from shapely.geometry import box
-from study_area import dump_toml
+from study_area import demo_settings, dump_toml, write_config_file
 
 from helpers.core.config import load_config
 from helpers.core.paths import REPO_ROOT
@@ -49,14 +49,7 @@ def area(tmp_path: Path, stand_in) -> tuple[Path, Path]:
         (config, data root).
     """
     root = tmp_path / "data"
-    text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-    for old, new in {'data_root = "data/demo"': f'data_root = "{root}"',
-                     'models_root = "models/demo"': f'models_root = "{tmp_path / "models"}"',
-                     'reports_root = "reports/demo"': f'reports_root = "{tmp_path / "reports"}"'}.items():
-        assert old in text
-        text = text.replace(old, new)
-    config = tmp_path / "config.toml"
-    config.write_text(text, encoding="utf-8")
+    config = write_config_file(tmp_path / "config.toml", demo_settings(tmp_path))
     gt = np.full(SHAPE, 5, dtype=np.uint8)
     gt[:, :10] = 2
     gt[0, :] = 0

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from gdal_pam import category_names
 from runs_fixture import save_run, tiny_fcn
 from scene_stacks import TRANSFORM as NEW_AREA_TRANSFORM
 from scene_stacks import write_cloud_mask, write_stack
-from study_area import DELETE, dump_toml
+from study_area import DELETE, demo_settings, write_config_file
 
 from helpers.core.config import L1C_BANDS, L2A_BANDS, load_config
 from helpers.core.paths import REPO_ROOT
@@ -41,14 +40,9 @@ NARROW_MODEL = "narrow_fcn_01"  # 12 bands (its record says so): does not fit th
 def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Config, NEW stacks of three dates and three tiny runs (two fit); returns the config path."""
     root = tmp_path_factory.mktemp("classify")
-    data = tomllib.loads((REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8"))
-    data["paths"] = {"data_root": str(root / "data"), "models_root": str(root / "models"),
-                     "reports_root": str(root / "reports")}
-    data["ground_truth"].pop("true_change_file", None)
-    data["dates"]["new"] = list(DATES)
-    data["dates"]["combinations"] = [list(DATES[:2]), list(DATES)]
-    config_path = root / "config.toml"
-    config_path.write_text(dump_toml(data), encoding="utf-8")
+    config_path = write_config_file(root / "config.toml", demo_settings(root), {
+        "ground_truth.true_change_file": DELETE, "dates.new": list(DATES),
+        "dates.combinations": [list(DATES[:2]), list(DATES)]})
 
     rng = np.random.default_rng(7)
     inside = np.ones(SHAPE, dtype=np.uint16)

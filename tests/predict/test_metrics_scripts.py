@@ -6,13 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from runs_fixture import save_run
-from study_area import dump_toml
+from study_area import DELETE, demo_settings, write_config_file, write_config_variant
 
 from helpers.core.config import L1C_BANDS, Config, load_config
 from helpers.core.errors import run_cli
@@ -40,15 +39,8 @@ def _quiet(message: str) -> None:
 
 
 def write_config(folder: Path) -> Path:
-    """A copy of configs/demo.toml with its data, models and reports under ``folder``."""
-    text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
-    for key, sub in (("data_root", "data/demo"), ("models_root", "models/demo"), ("reports_root", "reports/demo")):
-        old = f'{key} = "{sub}"'
-        assert old in text, f"configs/demo.toml no longer contains {old!r}"
-        text = text.replace(old, f'{key} = "{folder / sub.split("/")[0]}"')
-    path = folder / "config.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    """configs/demo.toml with its data, models and reports under ``folder``."""
+    return write_config_file(folder / "config.toml", demo_settings(folder))
 
 
 def _save(model, config: Config, name: str, bands: tuple[str, ...] = L1C_BANDS) -> None:
@@ -61,12 +53,8 @@ def _save(model, config: Config, name: str, bands: tuple[str, ...] = L1C_BANDS) 
 
 def write_no_gt_config(config: Config) -> Path:
     """A classification-only variant of the area's config (no ground_truth.file), beside it."""
-    data = tomllib.loads(config.source.read_text(encoding="utf-8"))
-    del data["ground_truth"]["file"]
-    data["ground_truth"].pop("attribute", None)
-    path = config.source.with_name("no_gt.toml")
-    path.write_text(dump_toml(data), encoding="utf-8")
-    return path
+    return write_config_variant(config.source, "no_gt.toml",
+                                {"ground_truth.file": DELETE, "ground_truth.attribute": DELETE})
 
 
 @pytest.fixture(scope="module")

@@ -22,6 +22,7 @@ Layout (``{L}`` the processing level, ``{D}`` a date, ``{run}`` a run or ensembl
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,35 @@ def format_threshold(threshold: float) -> str:
     """Format an NDWI threshold for a file name (``-0.2``, ``0.0``, ``0.4``)."""
     value = round(float(threshold), 3) + 0.0  # + 0.0 turns -0.0 (e.g. from np.arange) into 0.0
     return f"{value:.1f}" if value == round(value, 1) else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """Every file and folder a training run writes."""
+
+    run: str
+    model: Path
+    config_copy: Path
+    flags: Path
+    normalisation: Path
+    backup: Path
+    tensorboard: Path
+    log_dir: Path
+
+    @property
+    def log_file(self) -> Path:
+        """Training log with wall time."""
+        return self.log_dir / f"{self.run}_training_log.txt"
+
+    @property
+    def history_csv(self) -> Path:
+        """Per-epoch loss and metrics."""
+        return self.log_dir / f"{self.run}_history.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        """The training summary (epochs, accuracies, wall time)."""
+        return self.log_dir / f"{self.run}_training_summary.json"
 
 
 class StudyAreaLayout:
@@ -160,3 +190,10 @@ class StudyAreaLayout:
         folder = self.report_dir(name)
         return {"json": folder / f"{name}_change_detection.json", "txt": folder / f"{name}_change_detection.txt"}
 
+    # ------------------------------------------------------------------ runs
+    def run_paths(self, run: str, model_suffix: str = ".keras") -> RunPaths:
+        """Every file and folder of a training run ``run`` (a random forest's model ends in ``.skops``)."""
+        models = self.models_root
+        return RunPaths(run, models / f"{run}{model_suffix}", models / f"{run}_config.toml",
+                        models / f"{run}_flags.json", models / f"{run}_normalisation.json", models / f"{run}_backup",
+                        self.tensorboard_dir(run), self.report_dir(run))

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import numpy as np
-
 from helpers.core.errors import InputError
 from helpers.predict.sliding_windows import WindowModel
 from helpers.train.forest_model import MULTI_SCRIPT, ForestModel
@@ -38,14 +36,8 @@ def forest_window_model(model: ForestModel, normaliser: Normaliser) -> WindowMod
     if not model.takes_sequences:
         return WindowModel.fcn(model.predict, normaliser)
 
-    def combine(sequences: np.ndarray) -> np.ndarray:
-        return model.predict(sequences)  # (n, dates, w, w, bands) -> (n, w, w, classes), sums to 1 per pixel
-
-    return WindowModel(_identity, combine, normaliser, fixed_dates=True)  # trained on all the dates at once
-
-
-def _identity(batch: np.ndarray) -> np.ndarray:
-    return batch
+    # (n, dates, w, w, bands) -> (n, w, w, classes); trained on all the dates at once
+    return WindowModel.sequence(model.predict, normaliser, fixed_dates=True)
 
 
 def per_pixel_geometry(window: int, margin: int) -> tuple[int, int]:

@@ -35,6 +35,7 @@ import numpy as np
 from helpers.core.config import Config, load_config
 from helpers.core.errors import InputError
 from helpers.core.io import write_json_atomic, write_text_atomic
+from helpers.core.layout import RunPaths
 from helpers.train.class_weights import class_weights
 from helpers.train.forest_model import (
     FOREST_SUFFIX,
@@ -51,12 +52,10 @@ from helpers.train.runs import next_run_name
 from helpers.train.tile_cache import load_tiles
 from helpers.train.training import (
     MAX_SEED,
-    RunPaths,
     Say,
     check_class_ids,
     check_seed,
     require_training_data,
-    run_paths,
     save_run_metadata,
     say_flushed,
 )
@@ -241,8 +240,7 @@ def plan_forest_run(description: str, argv: Sequence[str] | None, say: Say = say
     seed = check_seed(args.seed)
     settings = {"max_pixels": args.max_pixels, "trees": args.trees, "min_samples_leaf": args.min_samples_leaf,
                 "n_jobs": args.n_jobs or machine_jobs()}
-    paths = run_paths(config, next_run_name(config.models_root, script))
-    paths = dataclasses.replace(paths, model=paths.model.with_suffix(FOREST_SUFFIX))
+    paths = config.run_paths(next_run_name(config.models_root, script), FOREST_SUFFIX)
     return ForestRun(script, config, paths, level, dates, settings, seed, vars(args), say)
 
 

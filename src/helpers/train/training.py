@@ -8,7 +8,7 @@ a flag beats the config's ``[training]`` key, which beats the default. Early sto
 the masked validation accuracy by default (the original watched ``categorical_accuracy``,
 which also scores the pixels the loss ignores; ``--monitor categorical_accuracy`` restores it).
 
-Outputs of a run ``{script}_{NN}`` (see :func:`run_paths`):
+Outputs of a run ``{script}_{NN}`` (see :meth:`helpers.core.layout.StudyAreaLayout.run_paths`):
 
 * ``models/{run}.keras`` with its run record inside (+ ``_config.toml``, ``_flags.json``,
   ``_normalisation.json`` beside it),
@@ -24,12 +24,12 @@ import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from helpers.core.config import Config
 from helpers.core.errors import ConfigError, InputError
 from helpers.core.io import write_json_atomic, write_text_atomic
+from helpers.core.layout import RunPaths
 from helpers.train.runs import check_model_name, newest_interrupted_run, next_run_name
 
 Say = Callable[[str], None]
@@ -209,43 +209,6 @@ def _scheduled(epoch: int, lr: float | None = None, base: float = 1e-3) -> float
 
 
 # ---------------------------------------------------------------------- run outputs
-@dataclass(frozen=True)
-class RunPaths:
-    """Every file and folder a training run writes."""
-
-    run: str
-    model: Path
-    config_copy: Path
-    flags: Path
-    normalisation: Path
-    backup: Path
-    tensorboard: Path
-    log_dir: Path
-
-    @property
-    def log_file(self) -> Path:
-        """Training log with wall time."""
-        return self.log_dir / f"{self.run}_training_log.txt"
-
-    @property
-    def history_csv(self) -> Path:
-        """Per-epoch loss and metrics."""
-        return self.log_dir / f"{self.run}_history.csv"
-
-    @property
-    def summary_json(self) -> Path:
-        """The training summary (epochs, accuracies, wall time)."""
-        return self.log_dir / f"{self.run}_training_summary.json"
-
-
-def run_paths(config: Config, run: str) -> RunPaths:
-    """Paths of a run under the config's models and reports roots."""
-    models, reports = config.models_root, config.reports_root
-    return RunPaths(run, models / f"{run}.keras", models / f"{run}_config.toml", models / f"{run}_flags.json",
-                    models / f"{run}_normalisation.json", models / f"{run}_backup", reports / "logs" / run,
-                    reports / "logs_and_plots" / run)
-
-
 def plan_run(config: Config, script: str, args: argparse.Namespace, say: Say) -> tuple[RunPaths, dict[str, Any], bool]:
     """Name a new run, or find the interrupted one for ``--resume``. Writes nothing.
 
@@ -255,11 +218,11 @@ def plan_run(config: Config, script: str, args: argparse.Namespace, say: Say) ->
     """
     flags = {k: v for k, v in vars(args).items() if k != "resume"}
     if not args.resume:
-        return run_paths(config, next_run_name(config.models_root, script)), flags, False
+        return config.run_paths(next_run_name(config.models_root, script)), flags, False
     run = newest_interrupted_run(config.models_root, script) if args.resume == "latest" else args.resume
     if run is None:
         raise InputError(f"{config.models_root}: no interrupted {script} run to resume")
-    paths = run_paths(config, check_model_name(run))
+    paths = config.run_paths(check_model_name(run))
     if not paths.backup.is_dir() or not paths.flags.is_file():
         raise InputError(f"{paths.backup}: run '{run}' has no backup to resume from (finished or never started)")
     saved = json.loads(paths.flags.read_text(encoding="utf-8"))
