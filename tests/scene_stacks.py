@@ -19,12 +19,13 @@ TRANSFORM = Affine(10.0, 0.0, 400000.0, 0.0, -10.0, 5600000.0)
 IDENTITY = Normaliser.from_values([0.0] * N_BANDS, [1.0] * N_BANDS)
 
 
-def write_stack(path: Path, bands: np.ndarray, area: np.ndarray, descriptions: Sequence[str] | None = None) -> Path:
+def write_stack(path: Path, bands: np.ndarray, area: np.ndarray, descriptions: Sequence[str] | None = None,
+                transform: Affine = TRANSFORM) -> Path:
     """A NEW merged stack: uint16 bands and one area layer (layers named as the pipeline names them, if given)."""
     data = np.concatenate([bands, area[np.newaxis]]).astype(np.uint16)
     path.parent.mkdir(parents=True, exist_ok=True)
     with rasterio.open(path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-                       dtype="uint16", crs="EPSG:32633", transform=TRANSFORM) as dst:
+                       dtype="uint16", crs="EPSG:32633", transform=transform) as dst:
         dst.write(data)
         if descriptions is not None:
             dst.descriptions = tuple(descriptions)

@@ -15,6 +15,7 @@ import pytest
 import rasterio
 from affine import Affine
 from sklearn.metrics import accuracy_score, cohen_kappa_score, f1_score
+from scene_stacks import write_stack
 from study_area import DELETE, write_config_file
 from training_helpers import assert_one_line_error, files_under, quiet, run_script
 
@@ -91,12 +92,7 @@ def new_area(forests: Config, tmp_path_factory: pytest.TempPathFactory) -> Path:
     inside[:, :4] = 0
     for date in NEW_DATES:
         path = root / "data" / "processed" / "classification_data" / f"{date}_data" / f"{date}_L1C_merged.tif"
-        path.parent.mkdir(parents=True)
-        stack = np.concatenate([rng.integers(300, 4000, size=(13, *SHAPE)), inside[np.newaxis]]).astype(np.uint16)
-        with rasterio.open(path, "w", driver="GTiff", width=SHAPE[1], height=SHAPE[0], count=14, dtype="uint16",
-                           crs="EPSG:32633", transform=TRANSFORM) as dst:
-            dst.write(stack)
-            dst.descriptions = [*L1C_BANDS, "area"]
+        write_stack(path, rng.integers(300, 4000, size=(13, *SHAPE)), inside, [*L1C_BANDS, "area"], TRANSFORM)
     return config_path
 
 

@@ -49,12 +49,7 @@ def area(tmp_path_factory: pytest.TempPathFactory) -> Path:
     inside[:, :6] = 0
     for date in DATES:
         path = root / "data" / "processed" / "classification_data" / f"{date}_data" / f"{date}_L1C_merged.tif"
-        path.parent.mkdir(parents=True)
-        stack = np.concatenate([rng.integers(500, 3000, size=(13, *SHAPE)), inside[np.newaxis]]).astype(np.uint16)
-        with rasterio.open(path, "w", driver="GTiff", width=SHAPE[1], height=SHAPE[0], count=14, dtype="uint16",
-                           crs="EPSG:32633", transform=TRANSFORM) as dst:
-            dst.write(stack)
-            dst.descriptions = [*BANDS, "area"]
+        write_stack(path, rng.integers(500, 3000, size=(13, *SHAPE)), inside, [*BANDS, "area"], TRANSFORM)
         write_cloud_mask(root / "data" / "processed" / "clouds" / f"{date}_L1C_clouds.tif", CLEAR_MASK, TRANSFORM)
 
     import keras
