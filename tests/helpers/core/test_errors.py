@@ -205,11 +205,21 @@ def main(argv):
 """
 
 
+def _default_signals() -> None:
+    """In the child: Ctrl-C and SIGTERM at their defaults, as in a terminal.
+
+    A test run started in the background (``make test &``, nohup) ignores SIGINT, and a child
+    inherits that; the scripts keep an ignored signal ignored on purpose, so the test would wait.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize(("signum", "status"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_signal_during_atomic_write_leaves_no_partial(tmp_path: Path, signum: int, status: int) -> None:
     out = tmp_path / "out" / "tiles"
     process = subprocess.Popen([sys.executable, str(write_script(tmp_path, ATOMIC_SCRIPT)), str(out)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_signals)
     try:
         assert process.stdout.readline() == "writing\n"
         assert len(partials(out.parent)) == 1
@@ -235,7 +245,7 @@ def test_interrupt_during_imports_is_quiet(tmp_path: Path) -> None:
         """), encoding="utf-8")
     for signum, status in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
         process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)
+                                   text=True, preexec_fn=_default_signals)
         try:
             assert process.stdout.readline() == "importing\n"
             process.send_signal(signum)
