@@ -21,6 +21,7 @@ from helpers.core.vector import read_vector
 from helpers.predict.change_detection import (
     CHANGE_ID,
     UNSTABLE_ID,
+    ChangeResult,
     change_map,
     compare_maps,
     score_against_true_changes,
@@ -74,7 +75,7 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
     classes = [c for c in config.classes if c.id != config.unclassifiable_id]
     report = {"model": name, "combinations": [list(c) for c in config.combinations],
               **summarise(result, gt, [c.id for c in classes], [c.name for c in classes]),
-              "not_classified_excluded": not_classified_pixels(maps, gt, config.unclassifiable_id)}
+              "not_classified_excluded": not_classified_pixels(result, gt, config.unclassifiable_id)}
     if config.true_change_file is not None:
         frame = read_vector(config.true_change_file, "true-change", str(grid.crs))
         true = rasterize(((g, 1) for g in frame.geometry), out_shape=(grid.height, grid.width),
@@ -95,13 +96,14 @@ def detect_changes(config: Config, model: ModelSpec) -> dict:
     return report
 
 
-def not_classified_pixels(maps: list[np.ndarray], gt: np.ndarray, unclassifiable_id: int) -> int:
-    """GT pixels left out because some map did not classify them (outside its area, or clouds and shadows)."""
-    labelled = (gt > 0) & (gt != unclassifiable_id)
-    missing = np.zeros(gt.shape, dtype=bool)
-    for values in maps:
-        missing |= values == 0
-    return int(np.count_nonzero(labelled & missing))
+def not_classified_pixels(result: ChangeResult, gt: np.ndarray, unclassifiable_id: int) -> int:
+    """GT pixels left out because some map did not classify them (outside its area, or clouds and shadows).
+
+    :func:`compare_maps` evaluates exactly the labelled GT pixels that every map classified, so
+    these are the labelled ones it did not evaluate.
+    """
+    labelled = (gt != 0) & (gt != unclassifiable_id)
+    return int(np.count_nonzero(labelled & ~result.evaluated))
 
 
 def format_report(report: dict) -> str:
