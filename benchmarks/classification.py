@@ -56,7 +56,7 @@ from rasterio.windows import Window
 
 from helpers.core.config import L1C_BANDS
 from helpers.core.io import GTIFF_PROFILE
-from helpers.predict.classification import class_and_confidence, keras_window_model
+from helpers.predict.classification import keras_window_model
 from helpers.predict.sliding_windows import (
     PIXEL_BUDGET,
     WindowModel,
@@ -203,7 +203,7 @@ def ours(stacks: list[Path], sequence: bool, mode: str, batch_size: int | None) 
     started = time.perf_counter()
     classes = []
     for block in predict_scene([model], stacks, COMBINATIONS, N_BANDS, N_CLASSES, window, margin, batch):
-        classes.append(np.stack([class_and_confidence(p, block.area)[0] for p in block.probabilities]))
+        classes.append(block.classes)
     seconds = time.perf_counter() - started
     windows = predicted_windows(stacks, window, margin)
     started = time.perf_counter()

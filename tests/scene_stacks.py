@@ -9,7 +9,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 
-from helpers.predict.sliding_windows import SceneBlock, WindowModel, predict_scene
+from helpers.predict.sliding_windows import SceneBlock, predict_scene
+from helpers.predict.window_models import WindowModel
 from helpers.train.normalisation import Normaliser
 
 N_BANDS = 13
@@ -75,15 +76,24 @@ def collect_blocks(blocks: Iterable[SceneBlock]) -> tuple[np.ndarray, np.ndarray
             np.concatenate([b.area for b in blocks], axis=0))
 
 
+def collect_class_maps(blocks: Iterable[SceneBlock]) -> tuple[np.ndarray, np.ndarray]:
+    """Join the class maps and confidence of a scene pass's blocks: ``(combinations, rows, cols)`` each."""
+    blocks = list(blocks)
+    return (np.concatenate([b.classes for b in blocks], axis=1),
+            np.concatenate([b.confidence for b in blocks], axis=1))
+
+
 def classify_scene(predict_fn: Callable[[np.ndarray], np.ndarray], stacks: Sequence[Path], window: int, margin: int,
                    normaliser: Normaliser = IDENTITY, sequence: bool = False, batch_size: int | None = None,
-                   n_bands: int = N_BANDS, n_classes: int = N_CLASSES) -> np.ndarray:
-    """One combination of all the stacks through the production scene pass, as one array.
+                   n_bands: int = N_BANDS, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One combination of all the stacks through the production scene pass.
 
     The model is one function (an FCN, its maps averaged over the dates, or a sequence model
-    whose scores are renormalised). Returns float32 ``(n_classes, rows, cols)``, 0 outside the area.
+    whose scores are renormalised). Returns the probabilities float32 ``(n_classes, rows, cols)``,
+    the class map uint8 and the confidence float32 ``(rows, cols)``, all 0 outside the area.
     """
     model = WindowModel.sequence(predict_fn, normaliser) if sequence else WindowModel.fcn(predict_fn, normaliser)
-    blocks = predict_scene([model], stacks, [list(range(len(stacks)))], n_bands, n_classes, window, margin,
-                           batch_size)
-    return collect_blocks(blocks)[0][0]
+    blocks = list(predict_scene([model], stacks, [list(range(len(stacks)))], n_bands, n_classes, window, margin,
+                                batch_size))
+    classes, confidence = collect_class_maps(blocks)
+    return collect_blocks(blocks)[0][0], classes[0], confidence[0]

@@ -276,3 +276,44 @@ def test_a_name_or_a_path_but_not_both(area: Path) -> None:
     for args in ((), (MODEL, "--model", str(area.parent / "models" / f"{MODEL}.keras"))):
         result = run(*args, "--config", str(area))
         assert result.returncode == 2 and "give either MODEL_NAME" in result.stderr, result.stderr
+
+
+@pytest.mark.filterwarnings("ignore:Skipping variable loading for optimizer:UserWarning")
+def test_maps_are_written_behind_the_pass_and_an_interrupt_leaves_the_old_ones(area: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from helpers.predict import classification
+
+    real_pass = classification.predict_scene
+    passes: list[list] = []
+
+    def small_blocks(*args, **kwargs):  # many blocks of 16 rows, kept to compare with the files
+        blocks = []
+        passes.append(blocks)
+        for block in real_pass(*args, **{**kwargs, "block_rows": 16}):
+            blocks.append(block)
+            yield block
+
+    monkeypatch.setattr(classification, "predict_scene", small_blocks)
+    config = load_config(area)
+    classification.classify_model(config, SECOND_RUN, [0], say=lambda line: None)
+    blocks = passes[0]
+    assert len(blocks) == 7
+    for kind, layer in (("class", "classes"), ("confidence", "confidence")):
+        written = _maps(area, SECOND_RUN, 0, kind)[0]
+        np.testing.assert_array_equal(written, np.concatenate([getattr(b, layer)[0] for b in blocks]))
+    np.testing.assert_array_equal(_maps(area, SECOND_RUN, 0),
+                                  np.concatenate([b.probabilities[0] for b in blocks], axis=1))
+
+    folder = out_dir(area, SECOND_RUN)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    def interrupted(*args, **kwargs):
+        for index, block in enumerate(small_blocks(*args, **kwargs)):
+            if index == 3:
+                raise KeyboardInterrupt
+            yield block
+
+    monkeypatch.setattr(classification, "predict_scene", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        classification.classify_model(config, SECOND_RUN, [0], say=lambda line: None)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before  # no partial or temporary file

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from rasterio.windows import Window
 
+from helpers.core.background import WriteBehind
 from helpers.core.config import LEVEL_BANDS, Config
 from helpers.core.errors import InputError
 from helpers.core.figures import write_map_figure
@@ -38,16 +39,14 @@ from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.sliding_windows import (
     AREA_LAYERS,
     MODES,
-    ArrayFn,
     SceneBlock,
-    WindowModel,
     buffer_rows,
     default_batch_size,
     plan_axis,
     predict_scene,
-    renormalised,
     window_geometry,
 )
+from helpers.predict.window_models import ArrayFn, KerasParts, WindowModel, renormalised
 from helpers.train.run_record import ModelSpec, RunSet, load_runs
 
 if TYPE_CHECKING:
@@ -55,16 +54,6 @@ if TYPE_CHECKING:
 
 OUTPUT_BUFFER_BYTES = 1 << 30
 """Largest probability buffer of one pass; more combinations are split into several passes."""
-
-
-# ---------------------------------------------------------------------- maps
-def class_and_confidence(probabilities: np.ndarray, area: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class map (argmax + 1, uint8, 0 outside the area) and confidence (max probability, 0 outside)."""
-    classes = (np.argmax(probabilities, axis=0) + 1).astype(np.uint8)
-    classes[~area] = 0
-    confidence = probabilities.max(axis=0).astype(np.float32, copy=False)
-    confidence[~area] = 0.0
-    return classes, confidence
 
 
 # ---------------------------------------------------------------------- Keras models
@@ -85,13 +74,13 @@ def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> Windo
     from helpers.train.models import is_sequence_model, split_sequence_model
 
     if not is_sequence_model(model):
-        return WindowModel.fcn(_keras_predict(model), normaliser)
+        return WindowModel.fcn(_keras_predict(model), normaliser, KerasParts(model))
     logits, head_for = split_sequence_model(model, window)
 
     def combine(features: np.ndarray) -> np.ndarray:
         return renormalised(head_for(features.shape[1]).predict_on_batch(features))
 
-    return WindowModel(_keras_predict(logits), combine, normaliser)
+    return WindowModel(_keras_predict(logits), combine, normaliser, keras=KerasParts(logits, head_for))
 
 
 # ---------------------------------------------------------------------- a model of a study area
@@ -287,6 +276,15 @@ def _block_window(block: SceneBlock) -> Window:
     return Window(0, block.row, block.area.shape[1], block.area.shape[0])
 
 
+def _write_block(block: SceneBlock, writers: Sequence[Sequence[Any]]) -> None:
+    """Write one block of every combination: probabilities, class map, confidence (in the write-behind thread)."""
+    where = _block_window(block)
+    for index, (probabilities, classes, confidence) in enumerate(writers):
+        probabilities.write(block.probabilities[index], window=where)
+        classes.write(block.classes[index], 1, window=where)
+        confidence.write(block.confidence[index], 1, window=where)
+
+
 def classify_model(
     config: Config,
     model: ModelSpec,
@@ -410,18 +408,12 @@ def classify_model(
                     outputs.enter_context(create_cog(files[k]["confidence"], shape, 1, "float32", grid,
                                                      ["confidence"], tags))]
             clear_counts = {k: ClearCounts() for k in group}
+            behind = outputs.enter_context(WriteBehind())  # exits first: its writes end before the files close
             for block in blocks:
-                where = _block_window(block)
                 for index, k in enumerate(group):
-                    probabilities = block.probabilities[index]
-                    classified = block.area
                     if block.dates_used is not None:
                         clear_counts[k].add(block.dates_used[index], block.area, len(combinations[k]))
-                        classified = block.area & (block.dates_used[index] > 0)
-                    classes, confidence = class_and_confidence(probabilities, classified)
-                    writers[k][0].write(probabilities, window=where)
-                    writers[k][1].write(classes, 1, window=where)
-                    writers[k][2].write(confidence, 1, window=where)
+                behind.submit(_write_block, block, [writers[k] for k in group])
         seconds = time.perf_counter() - started
         for k in group:
             write_map_figure(files[k]["preview"], read_raster(files[k]["class"], 1)[0], grid, categories,
@@ -463,7 +455,6 @@ def _agreements(blocks: Iterable[SceneBlock], group: list[int], files: dict[int,
         for block in blocks:
             inside += int(block.area.sum())
             for index, k in enumerate(group):
-                classes, _ = class_and_confidence(block.probabilities[index], block.area)
                 stored = written[k].read(1, window=_block_window(block))
-                same[k] += int(np.count_nonzero((classes == stored) & block.area))
+                same[k] += int(np.count_nonzero((block.classes[index] == stored) & block.area))
     return {k: (same[k] / inside if inside else 1.0) for k in group}

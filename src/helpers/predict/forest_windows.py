@@ -1,4 +1,4 @@
-"""A random-forest run in the scene pass of classify.py, as a :class:`~helpers.predict.sliding_windows.WindowModel`.
+"""A random-forest run in the scene pass of classify.py, as a :class:`~helpers.predict.window_models.WindowModel`.
 
 The forest goes through the same pass over the scene as the deep models
 (:func:`helpers.predict.sliding_windows.predict_scene`): windows read in row chunks, every
@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from helpers.core.errors import InputError
-from helpers.predict.sliding_windows import WindowModel
+from helpers.predict.window_models import WindowModel
 from helpers.train.forest_model import MULTI_SCRIPT, ForestModel
 from helpers.train.normalisation import Normaliser
 from helpers.train.run_record import RunRecord

@@ -9,25 +9,24 @@ unpredicted).
 * faithful mode: the original's 32x32 windows on a 16-px stride, the centre 16x16 kept;
 * fast mode: large windows (``FAST_CORE`` + 2 x ``FAST_MARGIN``), the margin discarded.
 
-A model is split into what it computes from one date alone (:attr:`WindowModel.encode`: an
-FCN's softmax, or the per-date FCN logits of a sequence model) and what it computes from the
-dates of one combination (:attr:`WindowModel.combine`: the mean over the dates, or the
-ConvLSTM head). Every date of a window is encoded once and shared by all the combinations
-that contain it: the original predicted each date again for every combination.
+Every date of a window is encoded once and shared by all the combinations that contain it
+(:mod:`helpers.predict.window_models`): the original predicted each date again for every
+combination. Keras models run each batch as one compiled call that also combines the dates,
+averages an ensemble and takes the argmax and confidence (:mod:`helpers.predict.device_batches`),
+so that on an accelerator the host only copies finished maps.
 
-The stacks are read in row chunks and the maps are handed out in blocks of whole scene rows
-as soon as they are complete, so memory is bounded by the window size and the scene width,
-not by the scene's area.
+The stacks are read in row chunks, the next chunk while the model works on this one, and the
+maps are handed out in blocks of whole scene rows as soon as they are complete, so memory is
+bounded by the window size and the scene width, not by the scene's area.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import rasterio
@@ -35,10 +34,14 @@ from rasterio.windows import Window
 
 from helpers.core.errors import InputError
 from helpers.core.io import open_raster
-from helpers.predict.clear_dates import clear_of, combine_clear
-
-if TYPE_CHECKING:
-    from helpers.train.normalisation import Normaliser
+from helpers.predict.clear_dates import clear_of
+from helpers.predict.window_models import (  # noqa: F401 (mean_over_dates, renormalised: moved, still importable here)
+    BatchFn,
+    HostBatches,
+    WindowModel,
+    mean_over_dates,
+    renormalised,
+)
 
 MODES: tuple[str, ...] = ("faithful", "fast")
 FAST_CORE = 256
@@ -58,8 +61,6 @@ OUTPUT_BLOCK_ROWS = 256
 """Scene rows per output block (the block height of the pipeline's GeoTIFFs)."""
 AREA_LAYERS: frozenset[str] = frozenset({"area", "extra_area"})
 """Descriptions of the area layers of a NEW stack."""
-
-ArrayFn = Callable[[np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------- window plan
@@ -160,30 +161,63 @@ def buffer_rows(window: int, n_windows_per_row: int, batch: int, block_rows: int
 
 # ---------------------------------------------------------------------- reading
 class _ChunkReader:
-    """Row chunks of several same-grid stacks as one ``(dates, layers, rows, cols)`` uint16 array.
+    """Row chunks of several same-grid stacks as one ``(dates, layers, rows, cols)`` array, read ahead.
 
     A chunk holds at least :data:`CHUNK_ROWS` rows (about one GeoTIFF block row, so that a block
-    is decoded about once in faithful mode) or one window; it is read in place, date by date.
+    is decoded about once in faithful mode) or one window. The pass asks for the window rows in
+    order, so the chunks it will need are known from the plan: while the pass works on one
+    chunk, a thread reads the next into a second buffer (GDAL reads without the GIL), so the
+    model rarely waits for the disk. Memory: two chunks.
+
+    Args:
+        datasets: The open stacks, one per date.
+        window: Window side (rows asked for at once).
+        starts: The window rows the pass will ask for, in order (to plan the chunks).
+        dtype: Array type of the chunks.
     """
 
-    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int, dtype: type = np.uint16) -> None:
+    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int, starts: Sequence[int],
+                 dtype: type = np.uint16) -> None:
         self.datasets = datasets
         self.height, self.width = datasets[0].height, datasets[0].width
-        self.rows = max(window, CHUNK_ROWS)
-        self.top = 0
-        self.data = np.empty((len(datasets), datasets[0].count, min(self.rows, self.height), self.width),
-                             dtype=dtype)
-        self.filled = 0  # rows of ``data`` holding the chunk
+        rows = min(max(window, CHUNK_ROWS), self.height)
+        self.plan: list[tuple[int, int]] = []  # (top, rows) of every chunk, in the order they are needed
+        for y in starts:
+            if not self.plan or y + window > sum(self.plan[-1]):
+                self.plan.append((int(y), min(self.height, int(y) + rows) - int(y)))
+        shape = (len(datasets), datasets[0].count, rows, self.width)
+        self.buffers = [np.empty(shape, dtype=dtype) for _ in range(2 if len(self.plan) > 1 else 1)]
+        self.current = -1  # index into ``plan`` of the chunk in ``buffers[current % 2]``
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-reader") if len(self.plan) > 1 else None
+        self.ahead: Future | None = None  # the read of chunk ``current + 1``
+
+    def _read(self, index: int) -> None:
+        top, rows = self.plan[index]
+        out = self.buffers[index % len(self.buffers)]
+        for date, ds in enumerate(self.datasets):
+            ds.read(window=Window(0, top, self.width, rows), out=out[date, :, :rows])
 
     def rows_at(self, row: int, height: int) -> np.ndarray:
-        """The chunk rows ``[row, row + height)`` of every date, reading a new chunk if needed."""
-        if row < self.top or row + height > self.top + self.filled:
-            self.top = row
-            self.filled = min(self.height, row + self.data.shape[2]) - row
-            block = Window(0, row, self.width, self.filled)
-            for date, ds in enumerate(self.datasets):
-                ds.read(window=block, out=self.data[date, :, : self.filled])
-        return self.data[:, :, row - self.top: row - self.top + height]
+        """The rows ``[row, row + height)`` of every date (the next planned chunk when they leave this one)."""
+        if self.current < 0 or not self.plan[self.current][0] <= row <= sum(self.plan[self.current]) - height:
+            index = self.current + 1
+            if index >= len(self.plan) or not self.plan[index][0] <= row <= sum(self.plan[index]) - height:
+                raise ValueError(f"rows {row}..{row + height} were not planned")
+            if self.ahead is not None:
+                self.ahead.result()  # read by the thread meanwhile (its error, if any, is raised here)
+                self.ahead = None
+            else:
+                self._read(index)
+            self.current = index
+            if self.pool is not None and index + 1 < len(self.plan):
+                self.ahead = self.pool.submit(self._read, index + 1)
+        top = self.plan[self.current][0]
+        return self.buffers[self.current % len(self.buffers)][:, :, row - top: row - top + height]
+
+    def close(self) -> None:
+        """Wait for a read in flight (the datasets close after this) and stop the thread."""
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
@@ -196,72 +230,55 @@ def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
     return np.any(data[n_bands:] != 0, axis=0)
 
 
-# ---------------------------------------------------------------------- models
-def mean_over_dates(features: np.ndarray) -> np.ndarray:
-    """Combine per-date softmax outputs ``(n, dates, w, w, classes)`` into their mean."""
-    return features.mean(axis=1)
+# ---------------------------------------------------------------------- stitching
+def stitch(targets: Sequence[tuple[np.ndarray, np.ndarray]], pending: Sequence[tuple[int, int]], rows: AxisPlan,
+           cols: AxisPlan, top: int) -> None:
+    """Copy the written part of every window of a batch into the scene buffers.
 
+    Windows of one window row whose written parts have the same columns relative to the window
+    (every window but the first and last of a row) lie side by side in the scene, so each run
+    of them is one copy instead of one per window.
 
-def renormalised(scores: np.ndarray) -> np.ndarray:
-    """Scores ``(..., classes)`` divided by their sum over the classes (0 where the sum is 0)."""
-    scores = np.asarray(scores, dtype=np.float32)
-    total = scores.sum(axis=-1, keepdims=True)
-    return np.divide(scores, total, out=np.zeros_like(scores), where=total > 0)
-
-
-@dataclass(frozen=True)
-class WindowModel:
-    """A model as the scene pass calls it: per date, then per date combination.
-
-    Attributes:
-        encode: ``(n, w, w, bands)`` standardised float32 -> ``(n, w, w, features)``: what
-            the model computes from one date alone (an FCN: its softmax; a sequence model:
-            the FCN logits it feeds to its ConvLSTM).
-        combine: ``(n, dates, w, w, features)`` of one combination (dates in chronological
-            order) -> ``(n, w, w, classes)`` probabilities that sum to 1 per pixel.
-        normaliser: The band standardisation the model was trained with.
-        fixed_dates: ``combine`` takes only sequences of all the combination's dates (a
-            multitemporal forest): with cloud masks, a pixel with a cloudy date is not classified.
+    Args:
+        targets: ``(buffer, source)`` pairs: buffer ``(combinations, layers, buffer rows,
+            scene cols)``, source ``(combinations, windows, layers, w, w)`` (window ``i`` of
+            ``pending``).
+        pending: ``(row index, col index)`` in the plans of every window of the batch, in order.
+        rows: The plan of the window rows.
+        cols: The plan of the window columns.
+        top: Scene row of buffer row 0.
     """
-
-    encode: ArrayFn
-    combine: ArrayFn
-    normaliser: Normaliser
-    fixed_dates: bool = False
-
-    @classmethod
-    def fcn(cls, predict: ArrayFn, normaliser: Normaliser) -> WindowModel:
-        """A single-date model whose combination map is the mean softmax over the dates."""
-        return cls(predict, mean_over_dates, normaliser)
-
-    @classmethod
-    def sequence(cls, predict: ArrayFn, normaliser: Normaliser, fixed_dates: bool = False) -> WindowModel:
-        """A model that needs the whole sequence at once (no per-date part to share)."""
-        return cls(_identity, lambda features: renormalised(predict(features)), normaliser, fixed_dates)
-
-
-def _identity(batch: np.ndarray) -> np.ndarray:
-    return batch
-
-
-def _in_calls(function: ArrayFn, batch: np.ndarray, per_call: int) -> np.ndarray:
-    """``function`` over ``batch`` in calls of at most ``per_call`` items (bounds activation memory)."""
-    if len(batch) <= per_call:
-        return np.asarray(function(batch), dtype=np.float32)
-    return np.concatenate([np.asarray(function(batch[i: i + per_call]), dtype=np.float32)
-                           for i in range(0, len(batch), per_call)])
+    index = np.asarray(pending, dtype=np.int64).reshape(-1, 2)
+    r, c = index[:, 0], index[:, 1]
+    first_col, end_col = cols.lo[c] - cols.starts[c], cols.hi[c] - cols.starts[c]
+    new_run = np.ones(len(index), dtype=bool)
+    new_run[1:] = ((r[1:] != r[:-1]) | (c[1:] != c[:-1] + 1) | (first_col[1:] != first_col[:-1])
+                   | (end_col[1:] != end_col[:-1]))
+    starts = np.flatnonzero(new_run).tolist()
+    for a, b in zip(starts, [*starts[1:], len(index)], strict=True):
+        row, x0, x1 = r[a], int(first_col[a]), int(end_col[a])
+        y, r0, r1 = int(rows.starts[row]), int(rows.lo[row]), int(rows.hi[row])
+        c0 = int(cols.lo[c[a]])
+        for buffer, source in targets:
+            dest = buffer[:, :, r0 - top: r1 - top, c0: c0 + (b - a) * (x1 - x0)]
+            dest = dest.reshape(*dest.shape[:3], b - a, x1 - x0, copy=False)  # a view: split the columns
+            dest[...] = np.moveaxis(source[:, a:b, :, r0 - y: r1 - y, x0:x1], 1, 3)
 
 
 # ---------------------------------------------------------------------- the scene pass
 @dataclass(frozen=True)
 class SceneBlock:
-    """Complete scene rows of every combination's probability map.
+    """Complete scene rows of every combination's maps.
 
     Attributes:
         row: First scene row of the block.
         probabilities: float32 ``(combinations, classes, rows, cols)``, the mean over the
-            models; 0 outside the area.
+            models; 0 outside the area and where not classified.
         area: bool ``(rows, cols)``, the union of the area layers of the first stack.
+        classes: uint8 ``(combinations, rows, cols)``, the class map (argmax + 1; 0 outside
+            the area and where not classified).
+        confidence: float32 ``(combinations, rows, cols)``, the largest probability (0 where
+            ``classes`` is 0).
         dates_used: uint8 ``(combinations, rows, cols)``, per pixel the number of the
             combination's dates its map used (0: not classified), or None without cloud masks
             (every pixel used every date).
@@ -270,6 +287,8 @@ class SceneBlock:
     row: int
     probabilities: np.ndarray
     area: np.ndarray
+    classes: np.ndarray
+    confidence: np.ndarray
     dates_used: np.ndarray | None = None
 
 
@@ -282,6 +301,24 @@ def _open_stacks(stacks: Sequence[Path], n_bands: int, stack: contextlib.ExitSta
         if (ds.height, ds.width) != (reference.height, reference.width) or ds.transform != reference.transform:
             raise InputError(f"{path}: grid differs from {stacks[0]}")
     return datasets
+
+
+def batch_function(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
+                   n_bands: int, n_classes: int, window: int, masked: bool, min_clear_dates: int = 1,
+                   fused: bool | None = None) -> BatchFn:
+    """How the pass runs a batch: fused into one compiled call where it can, else on the host.
+
+    Args:
+        fused: True: fuse (:mod:`helpers.predict.device_batches`; a ValueError if the models
+            cannot be); False: the host path; None: fuse when the models allow it.
+        (the others as :func:`predict_scene`)
+    """
+    from helpers.predict.device_batches import can_fuse, fused_batches
+
+    if fused or (fused is None and can_fuse(models, masked)):
+        return fused_batches(models, combinations, n_dates, window, n_bands, masked, min_clear_dates)
+    per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
+    return HostBatches(models, combinations, n_dates, n_classes, per_call, min_clear_dates)
 
 
 def predict_scene(
@@ -298,8 +335,9 @@ def predict_scene(
     block_rows: int = OUTPUT_BLOCK_ROWS,
     cloud_masks: Sequence[Path] | None = None,
     min_clear_dates: int = 1,
+    fused: bool | None = None,
 ) -> Iterator[SceneBlock]:
-    """Class probabilities of whole scenes for several date combinations, block by block.
+    """Class maps of whole scenes for several date combinations, block by block.
 
     Args:
         models: One model, or the members of an ensemble (their maps are averaged).
@@ -319,6 +357,8 @@ def predict_scene(
             With masks, each pixel's map uses only the combination's dates that are clear there
             (:func:`helpers.predict.clear_dates.combine_clear`).
         min_clear_dates: With masks, fewest clear dates a pixel needs to be classified.
+        fused: Run each batch as one compiled call of the models and their post-processing
+            (:func:`batch_function`; None: where the models allow it).
 
     Yields:
         Consecutive :class:`SceneBlock` from the top of the scene to the bottom.
@@ -341,74 +381,57 @@ def predict_scene(
     with contextlib.ExitStack() as opened:
         opened.enter_context(rasterio.Env(GDAL_CACHEMAX=PASS_CACHE_MB))
         datasets = _open_stacks(stacks, n_bands, opened)
-        masks = None if cloud_masks is None else _ChunkReader(
-            [opened.enter_context(open_raster(path)) for path in cloud_masks], window, np.uint8)
         height, width = datasets[0].height, datasets[0].width
         try:
             rows, cols = plan_axis(height, window, margin), plan_axis(width, window, margin)
         except ValueError:
             raise InputError(f"the scene ({height}x{width} px) is smaller than one {window}-px window") from None
+        reader = _ChunkReader(datasets, window, rows.starts.tolist())
+        opened.callback(reader.close)  # before the datasets close
+        masks = None
+        if cloud_masks is not None:
+            masks = _ChunkReader([opened.enter_context(open_raster(path)) for path in cloud_masks], window,
+                                 rows.starts.tolist(), np.uint8)
+            opened.callback(masks.close)
+        predict_batch = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
+                                       min_clear_dates, fused)
         batch = batch_size or default_batch_size(window, dates)
         capacity = buffer_rows(window, len(cols.starts), batch, block_rows)
         maps = np.zeros((len(combos), n_classes, capacity, width), dtype=np.float32)
+        classes = np.zeros((len(combos), capacity, width), dtype=np.uint8)
+        confidence = np.zeros((len(combos), capacity, width), dtype=np.float32)
         area = np.zeros((capacity, width), dtype=bool)
         used = None if masks is None else np.zeros((len(combos), capacity, width), dtype=np.uint8)
         top = 0  # scene row of buffer row 0
         raw = np.zeros((batch, dates, window, window, n_bands), dtype=np.uint16)
         clear = None if masks is None else np.zeros((batch, dates, window, window), dtype=bool)
-        inputs = np.empty((batch * dates, window, window, n_bands), dtype=np.float32)
         pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
-        reader = _ChunkReader(datasets, window)
-        per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
-        same_length = [[k for k, c in enumerate(combos) if len(c) == n] for n in sorted({len(c) for c in combos})]
 
         def flush() -> None:
             count = len(pending)
             if not count:
                 return
             raw[count:] = 0  # a full batch every call: one traced shape
-            totals = np.zeros((len(combos), batch, n_classes, window, window), dtype=np.float32)
-            counts = None if clear is None else np.zeros((len(combos), batch, window, window), dtype=np.uint8)
             if clear is not None:
                 clear[count:] = False
-            for model in models:
-                model.normaliser(raw.reshape(inputs.shape), out=inputs)
-                features = _in_calls(model.encode, inputs, per_call).reshape(batch, dates, window, window, -1)
-                for ks in same_length:  # the combinations of as many dates together
-                    sequences = np.concatenate([features[:, combos[k]] for k in ks])
-                    if clear is None:
-                        scores = _in_calls(model.combine, sequences, per_call)
-                    else:
-                        scores, dates_used = combine_clear(
-                            functools.partial(_in_calls, model.combine, per_call=per_call), sequences,
-                            np.concatenate([clear[:, combos[k]] for k in ks]), n_classes, min_clear_dates,
-                            mean=model.combine is mean_over_dates, fixed_dates=model.fixed_dates)
-                        counts[ks] = dates_used.reshape(len(ks), batch, window, window)
-                    totals[ks] += np.moveaxis(scores.reshape(len(ks), batch, *scores.shape[1:]), -1, 2)
-            if len(models) > 1:
-                totals /= len(models)
-            for index, (r, c) in enumerate(pending):
-                r0, r1, c0, c1 = rows.lo[r], rows.hi[r], cols.lo[c], cols.hi[c]
-                y, x = rows.starts[r], cols.starts[c]
-                maps[:, :, r0 - top: r1 - top, c0:c1] = totals[:, index, :, r0 - y: r1 - y, c0 - x: c1 - x]
-                if counts is not None:
-                    used[:, r0 - top: r1 - top, c0:c1] = counts[:, index, r0 - y: r1 - y, c0 - x: c1 - x]
+            out = predict_batch(raw, clear)
+            targets = [(maps, out.probabilities), (classes[:, None], out.classes[:, :, None]),
+                       (confidence[:, None], out.confidence[:, :, None])]
+            if used is not None:
+                targets.append((used[:, None], out.used[:, :, None]))
+            stitch(targets, pending, rows, cols, top)
             pending.clear()
 
         def take(rows_out: int) -> SceneBlock:
             nonlocal top
-            block = SceneBlock(top, maps[:, :, :rows_out] * area[:rows_out], area[:rows_out].copy(),
-                               None if used is None else used[:, :rows_out] * area[:rows_out])
-            for start in range(0, capacity - rows_out, rows_out):  # pieces that do not overlap: no temporary
-                end = min(start + rows_out, capacity - rows_out)
-                maps[:, :, start:end] = maps[:, :, start + rows_out: end + rows_out]
-                area[start:end] = area[start + rows_out: end + rows_out]
-                if used is not None:
-                    used[:, start:end] = used[:, start + rows_out: end + rows_out]
-            maps[:, :, capacity - rows_out:] = 0.0
-            area[capacity - rows_out:] = False
-            if used is not None:
-                used[:, capacity - rows_out:] = 0
+            inside = area[:rows_out]
+            classified = inside if used is None else inside & (used[:, :rows_out] > 0)
+            block = SceneBlock(top, maps[:, :, :rows_out] * inside, inside.copy(), classes[:, :rows_out] * classified,
+                               confidence[:, :rows_out] * classified,
+                               None if used is None else used[:, :rows_out] * inside)
+            for buffer in (maps, classes, confidence, area, used):
+                if buffer is not None:
+                    _shift_rows(buffer, buffer.ndim - 2, rows_out)
             top += rows_out
             return block
 
@@ -439,3 +462,16 @@ def predict_scene(
             flush()
             while top < height:
                 yield take(min(block_rows, height - top))
+
+
+def _shift_rows(buffer: np.ndarray, axis: int, rows_out: int) -> None:
+    """Move a buffer's rows up by ``rows_out`` along ``axis`` and clear the freed rows at the end.
+
+    Copied in pieces that do not overlap, so no temporary of the buffer's size is made.
+    """
+    capacity = buffer.shape[axis]
+    lead = (slice(None),) * axis
+    for start in range(0, capacity - rows_out, rows_out):
+        end = min(start + rows_out, capacity - rows_out)
+        buffer[(*lead, slice(start, end))] = buffer[(*lead, slice(start + rows_out, end + rows_out))]
+    buffer[(*lead, slice(capacity - rows_out, None))] = 0

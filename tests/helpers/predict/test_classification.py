@@ -21,33 +21,31 @@ from scene_stacks import (
 )
 from sequence_models import sequence_model_at
 
-from helpers.predict.classification import class_and_confidence
-from helpers.predict.sliding_windows import WindowModel, predict_scene, window_geometry
+from helpers.predict.sliding_windows import predict_scene, window_geometry
+from helpers.predict.window_models import WindowModel
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fast"])
 def test_fcn_class_map_is_the_mean_over_dates_everywhere(tmp_path: Path, mode: str) -> None:
     stacks, bands, area = make_stacks(tmp_path, dates=3)
     window, margin = window_geometry(mode, shape=SHAPE)
-    probabilities = classify_scene(fcn_stand_in, stacks, window, margin, IDENTITY,
-                                   sequence=False, batch_size=5)
+    probabilities, classes, confidence = classify_scene(fcn_stand_in, stacks, window, margin, IDENTITY,
+                                                        sequence=False, batch_size=5)
     expected = np.moveaxis(one_hot(bands[:, 0].astype(np.int64)).mean(axis=0), -1, 0)
-    classes, confidence = class_and_confidence(probabilities, area)
     want = np.where(area, np.argmax(expected, axis=0) + 1, 0)
     np.testing.assert_array_equal(classes, want)  # the border included
     np.testing.assert_allclose(probabilities, expected * area, atol=1e-6)
     np.testing.assert_allclose(confidence, np.where(area, expected.max(axis=0), 0), atol=1e-6)
-    assert classes.dtype == np.uint8 and probabilities.dtype == np.float32
+    assert classes.dtype == np.uint8 and probabilities.dtype == np.float32 and confidence.dtype == np.float32
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fast"])
 def test_sequence_class_map_and_renormalised_probabilities(tmp_path: Path, mode: str) -> None:
     stacks, bands, area = make_stacks(tmp_path, dates=4)
     window, margin = window_geometry(mode, shape=SHAPE)
-    probabilities = classify_scene(sequence_stand_in, stacks, window, margin, IDENTITY,
-                                   sequence=True, batch_size=3)
+    probabilities, classes, _ = classify_scene(sequence_stand_in, stacks, window, margin, IDENTITY,
+                                               sequence=True, batch_size=3)
     codes = bands[:, 0].astype(np.int64).sum(axis=0)
-    classes, _ = class_and_confidence(probabilities, area)
     np.testing.assert_array_equal(classes, np.where(area, codes % N_CLASSES + 1, 0))
     np.testing.assert_allclose(probabilities.sum(axis=0), area.astype(np.float32), atol=1e-6)
 
@@ -65,9 +63,7 @@ def test_only_window_centres_are_kept_except_at_the_scene_edges(tmp_path: Path, 
         codes[:, :margin] = codes[:, -margin:] = codes[:, :, :margin] = codes[:, :, -margin:] = 2
         return one_hot(codes - 1)
 
-    probabilities = classify_scene(position_coded, stacks, window, margin, IDENTITY,
-                                   sequence=False)
-    classes, _ = class_and_confidence(probabilities, full.astype(bool))
+    _, classes, _ = classify_scene(position_coded, stacks, window, margin, IDENTITY, sequence=False)
     want = np.full(SHAPE, 1, dtype=np.uint8)
     want[:margin] = want[-margin:] = want[:, :margin] = want[:, -margin:] = 2
     np.testing.assert_array_equal(classes, want)
@@ -108,7 +104,7 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
     assert (window, margin) == (64, 16)
     for model, whole, is_sequence in ((fcn, fcn, False), (sequence, sequence_model_at(sequence, window), True)):
         expected = classify_scene(whole.predict_on_batch, stacks, window, margin, normaliser,
-                                  sequence=is_sequence)
+                                  sequence=is_sequence)[0]
         split = keras_window_model(model, window, normaliser)
         got, _ = collect_blocks(predict_scene([split], stacks, [[0, 1, 2], [1, 2]], N_BANDS, N_CLASSES, window,
                                               margin))

@@ -21,14 +21,8 @@ from scene_stacks import (
 )
 
 from helpers.core.errors import InputError
-from helpers.predict.sliding_windows import (
-    WindowModel,
-    buffer_rows,
-    plan_axis,
-    predict_scene,
-    renormalised,
-    window_geometry,
-)
+from helpers.predict.sliding_windows import buffer_rows, plan_axis, predict_scene, window_geometry
+from helpers.predict.window_models import WindowModel, renormalised
 
 
 @pytest.mark.parametrize("length, window, margin", [(100, 32, 8), (90, 32, 8), (32, 32, 8), (47, 32, 8),
@@ -88,7 +82,7 @@ def test_combinations_in_one_pass_equal_separate_passes_with_each_date_encoded_o
     codes = bands[:, 0].astype(np.int64)
     for k, combo in enumerate(combinations):
         alone = classify_scene(fcn_stand_in, [stacks[d] for d in combo], window, margin,
-                               IDENTITY, sequence=False, batch_size=3)
+                               IDENTITY, sequence=False, batch_size=3)[0]
         np.testing.assert_allclose(together[k], alone, atol=1e-6)
         expected = np.moveaxis(one_hot(codes[combo]).mean(axis=0), -1, 0) * area
         np.testing.assert_allclose(together[k], expected, atol=1e-6)

@@ -1,0 +1,141 @@
+"""A batch of windows as one compiled model call: the models and their post-processing fused.
+
+On an accelerator the scene pass used to be bound by the host: per batch it fetched every
+date's softmax (or logits) of every window, then numpy averaged the combinations, ran the
+ensemble mean, the argmax and the confidence. Here all of that is one Keras functional model
+built with ``keras.ops``, compiled by the backend (TensorFlow or JAX) like any model:
+
+    raw uint16 windows (n, dates, w, w, bands) [+ clear masks (n, dates, w, w)]
+      -> standardisation (each member's own)
+      -> the per-date part of each member, on every date once
+      -> per combination: the mean over its dates (an FCN; with clear masks, over the clear
+         dates only) or the ConvLSTM head (a sequence model), renormalised
+      -> mean over the members, argmax + 1, largest probability
+      -> probabilities (combinations, n, classes, w, w), classes, confidence [, dates used]
+
+so the host copies finished maps into the scene buffers. It gives the maps of the host path
+(:class:`helpers.predict.window_models.HostBatches`) to float rounding. A sequence model with
+cloud masks stays on the host: which dates a window's head gets depends on its clouds, which a
+static graph cannot express (its per-date part still runs in large calls there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from helpers.predict.window_models import WindowModel, WindowOutputs
+
+
+def can_fuse(models: Sequence[WindowModel], masked: bool) -> bool:
+    """Whether :func:`fused_batches` can run these models (all Keras; no masked sequence model)."""
+    return bool(models) and all(
+        m.keras is not None and not (masked and m.keras.head_for is not None) for m in models)
+
+
+def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
+                  window: int, n_bands: int, masked: bool = False, min_clear_dates: int = 1) -> FusedBatches:
+    """The models and their post-processing as one compiled call per batch.
+
+    Args:
+        models: Keras window models (:func:`can_fuse`), one or an ensemble's members.
+        combinations: Per combination, indices of its dates among the ``n_dates`` of a window.
+        n_dates: Dates per window.
+        window: Window side.
+        n_bands: Bands per date.
+        masked: The call also takes clear masks and averages each pixel's clear dates only.
+        min_clear_dates: With masks, fewest clear dates a pixel needs to be classified.
+
+    Raises:
+        ValueError: If the models cannot be fused.
+    """
+    if not can_fuse(models, masked):
+        raise ValueError("only Keras models (and no sequence model with cloud masks) can be fused")
+    import keras
+    from keras import ops
+
+    raw = keras.Input(shape=(n_dates, window, window, n_bands), dtype="uint16", name="raw_windows")
+    clear = keras.Input(shape=(n_dates, window, window), dtype="bool", name="clear_dates") if masked else None
+    totals = None
+    for member, model in enumerate(models):
+        parts = model.keras
+        inputs = ops.cast(raw, "float32")
+        inputs = (inputs - ops.convert_to_tensor(model.normaliser.mean)) / ops.convert_to_tensor(model.normaliser.std)
+        features = _member_part(parts.encoder, f"member_{member}_encoder")(
+            ops.reshape(inputs, (-1, window, window, n_bands)))
+        features = ops.reshape(features, (-1, n_dates, window, window, features.shape[-1]))
+        maps = []
+        for combo in combinations:
+            dates = ops.take(features, list(combo), axis=1)
+            if parts.head_for is not None:
+                head = _member_part(parts.head_for(len(combo)), f"member_{member}_combination_{len(maps)}_head")
+                maps.append(_renormalised(ops, head(dates)))
+            elif clear is None:
+                maps.append(ops.mean(dates, axis=1))
+            else:
+                maps.append(_clear_mean(ops, dates, ops.take(clear, list(combo), axis=1), min_clear_dates))
+        stacked = ops.stack(maps, axis=0)  # (combinations, n, w, w, classes)
+        totals = stacked if totals is None else totals + stacked
+    if len(models) > 1:
+        totals = totals / float(len(models))
+    outputs = [ops.transpose(totals, (0, 1, 4, 2, 3)), ops.cast(ops.argmax(totals, axis=-1) + 1, "uint8"),
+               ops.max(totals, axis=-1)]
+    if clear is not None:
+        outputs.append(ops.stack([_dates_used(ops, ops.take(clear, list(c), axis=1), min_clear_dates)
+                                  for c in combinations], axis=0))
+    fused = keras.Model([raw] if clear is None else [raw, clear], outputs, name="scene_batch")
+    return FusedBatches(fused, masked)
+
+
+def _member_part(model: Any, name: str) -> Any:
+    """A layer that calls ``model``, under a name of its own (an ensemble's members share model names)."""
+    import keras
+
+    class MemberPart(keras.layers.Layer):
+        def __init__(self) -> None:
+            super().__init__(name=name)
+            self.part = model
+
+        def call(self, inputs: Any) -> Any:
+            return self.part(inputs)
+
+    return MemberPart()
+
+
+def _renormalised(ops: Any, scores: Any) -> Any:
+    """Scores divided by their sum over the classes, 0 where the sum is 0 (as the host's ``renormalised``)."""
+    total = ops.sum(scores, axis=-1, keepdims=True)
+    return ops.where(total > 0, scores / ops.where(total > 0, total, 1.0), 0.0)
+
+
+def _dates_used(ops: Any, clear: Any, min_clear: int) -> Any:
+    """Per pixel the number of clear dates, 0 where fewer than ``min_clear`` (uint8)."""
+    counts = ops.sum(ops.cast(clear, "int32"), axis=1)
+    return ops.cast(ops.where(counts >= max(1, min_clear), counts, 0), "uint8")
+
+
+def _clear_mean(ops: Any, scores: Any, clear: Any, min_clear: int) -> Any:
+    """The mean of per-date scores over each pixel's clear dates (0 where not classified)."""
+    used = ops.cast(_dates_used(ops, clear, min_clear), "float32")
+    total = ops.sum(scores * ops.expand_dims(ops.cast(clear, "float32"), -1), axis=1)
+    mean = total / ops.expand_dims(ops.maximum(used, 1.0), -1)
+    return ops.where(ops.expand_dims(used > 0, -1), mean, 0.0)
+
+
+class FusedBatches:
+    """A fused model as the pass's batch function: numpy windows in, :class:`WindowOutputs` out."""
+
+    def __init__(self, model: Any, masked: bool) -> None:
+        self.model = model
+        self.masked = masked
+
+    def __call__(self, raw: np.ndarray, clear: np.ndarray | None) -> WindowOutputs:
+        """The maps of a batch (``clear`` must be given exactly when the model was built masked)."""
+        if (clear is not None) != self.masked:
+            raise ValueError("clear masks must be given exactly when the fused model was built with them")
+        outputs = self.model.predict_on_batch([raw] if clear is None else [raw, clear])
+        probabilities, classes, confidence = (np.asarray(o) for o in outputs[:3])
+        used = np.asarray(outputs[3]) if self.masked else None
+        return WindowOutputs(probabilities, classes, confidence, used)
