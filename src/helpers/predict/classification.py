@@ -36,8 +36,8 @@ from helpers.predict.change_periods import map_stems, period_combinations, perio
 from helpers.predict.clear_dates import ClearCounts, cloud_mask_paths
 from helpers.predict.forest_windows import check_forest_combinations, forest_window_model, per_pixel_geometry
 from helpers.predict.previews import class_categories, class_map_title
+from helpers.predict.scene_reading import AREA_LAYERS
 from helpers.predict.sliding_windows import (
-    AREA_LAYERS,
     MODES,
     SceneBlock,
     buffer_rows,

@@ -73,13 +73,17 @@ def pattern_codes(clear: np.ndarray) -> np.ndarray:
     return (clear.astype(np.int64) * bits).sum(axis=1)
 
 
-def _dates_of(code: int, n_dates: int) -> list[int]:
-    return [t for t in range(n_dates) if code >> t & 1]
-
-
 def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_classes: int, min_clear: int,
-                  mean: bool = False, fixed_dates: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                  mean: bool = False, fixed_dates: bool = False,
+                  patch_multiple: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One combination's probabilities from the dates that are clear at each pixel.
+
+    A sequence model's head runs once per *item*, a window and one pattern of clear dates that
+    occurs in it, on the whole window (so that a pixel's neighbours see the same dates as the
+    pixel), and the item's output is kept at the pixels of its pattern. The items with the same
+    number of clear dates go through the head together, whatever their pattern: each gets its
+    own dates (:func:`_gathered`), so a batch of windows costs one call per sequence length in
+    use instead of one per pattern, and no window is computed twice for one pattern.
 
     Args:
         combine: The model's combination ``(n, dates, w, w, features) -> (n, w, w, classes)``.
@@ -90,6 +94,12 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
         mean: ``combine`` is the mean over the dates (an FCN): computed as a masked mean in
             one step instead of once per pattern.
         fixed_dates: ``combine`` takes only all the dates: pixels with a cloudy date are not classified.
+        patch_multiple: 0: ``combine`` takes whole windows only. Otherwise ``combine`` also
+            takes patches ``(n, dates, rows, cols, features)`` whose sides are multiples of this
+            (or the window's side), and a pattern that fills a small part of a window runs on
+            patches around its pixels instead (:func:`_patches`). Only for a head whose output
+            at a pixel depends on the inputs within ``dates`` pixels (a 3x3 ConvLSTM), padded
+            with zeros at the window's edges only.
 
     Returns:
         The probabilities ``(n, w, w, classes)`` (0 where not classified) and, per pixel, the
@@ -106,29 +116,175 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
         return total.astype(np.float32, copy=False), used
     codes = np.where(used > 0, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)
-    full = (1 << n_dates) - 1
-    for code in np.unique(codes).tolist():
-        if code < 0:
-            continue
-        windows = np.flatnonzero((codes == code).any(axis=(1, 2)))
-        dates = slice(None) if code == full else _dates_of(code, n_dates)
-        part = _padded_call(combine, features[windows][:, dates], n)
-        scores[windows] += np.where((codes[windows] == code)[..., None], part, 0.0)
+    windows, patterns, whole = window_patterns(codes)
+    lengths = _bit_counts(patterns, n_dates)
+    on_window, patches = np.ones(len(patterns), dtype=bool), []
+    if 0 < patch_multiple < max(codes.shape[1:]):
+        on_window, patches = _patches(codes, windows, patterns, lengths, whole, n_dates, patch_multiple)
+    for length in np.unique(lengths[on_window]).tolist():
+        of_length = np.flatnonzero(on_window & (lengths == length))
+        for start, size in _chunks(len(of_length), n):
+            chosen = of_length[start: start + size]
+            batch = _gathered(features, windows[chosen], patterns[chosen], length)
+            part = np.asarray(combine(batch), dtype=np.float32)
+            _scatter(scores, part, codes, windows[chosen], patterns[chosen], whole[chosen])
+    for shape in sorted({patch.shape for patch in patches}):
+        same = [patch for patch in patches if patch.shape == shape]
+        for start, size in _chunks(len(same), n):
+            chosen = same[start: start + size]
+            part = np.asarray(combine(np.stack([patch.inputs(features) for patch in chosen])), dtype=np.float32)
+            for patch, out in zip(chosen, part, strict=True):
+                region = scores[patch.window, patch.y: patch.y + patch.pixels.shape[0],
+                                patch.x: patch.x + patch.pixels.shape[1]]
+                region[patch.pixels] = out[patch.pixels]
     return scores, used
 
 
-def _padded_call(combine: ArrayFn, batch: np.ndarray, largest: int) -> np.ndarray:
-    """``combine`` on ``batch`` padded with zeros to the next power of two (at most ``largest`` items).
+def window_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The items of a batch: every window with every pattern of clear dates found in it.
 
-    A compiled model traces its call again for every new batch size; the windows holding one
-    pattern of clear dates vary in number from batch to batch, and padded to powers of two they
-    need only a handful of traces per sequence length instead of one per count.
+    Most windows hold one pattern (no cloud near them): they are found by one comparison, and
+    only the others are searched for their distinct codes.
+
+    Args:
+        codes: int64 ``(n, w, w)`` pattern codes, -1 where a pixel is not classified.
+
+    Returns:
+        Per item, sorted by window then code: the window index, the pattern code (never -1)
+        and whether the pattern covers the whole window.
     """
-    count = len(batch)
-    size = min(max(largest, count), 1 << max(0, count - 1).bit_length())
-    if size > count:
-        batch = np.concatenate([batch, np.zeros((size - count, *batch.shape[1:]), dtype=batch.dtype)])
-    return np.asarray(combine(batch), dtype=np.float32)[:count]
+    first = codes[:, 0, 0]
+    uniform = (codes == first[:, None, None]).all(axis=(1, 2))
+    mixed = np.flatnonzero(~uniform)
+    stride = int(codes.max(initial=0)) + 2  # keys window * stride + code + 1 are unique and sortable
+    keys = np.unique(codes[mixed] + 1 + (mixed * stride)[:, None, None])
+    windows = np.concatenate([np.flatnonzero(uniform), keys // stride])
+    patterns = np.concatenate([first[uniform], keys % stride - 1])
+    whole = np.concatenate([np.ones(int(uniform.sum()), dtype=bool), np.zeros(len(keys), dtype=bool)])
+    keep = patterns >= 0
+    order = np.lexsort((patterns[keep], windows[keep]))
+    return windows[keep][order], patterns[keep][order], whole[keep][order]
+
+
+def _bit_counts(patterns: np.ndarray, n_dates: int) -> np.ndarray:
+    """Number of clear dates of every pattern code."""
+    return ((patterns[:, None] >> np.arange(n_dates, dtype=np.int64)) & 1).sum(axis=1)
+
+
+def _chunks(count: int, largest: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of calls covering ``count`` items: ``largest`` at a time, the rest in powers of two.
+
+    A compiled model traces its call again for every new batch size. The batch's own size (what
+    the pass without masks uses) and the powers of two below it are a handful of sizes per
+    sequence length, and they cover any count exactly, so no call is padded with windows that
+    would be computed for nothing.
+    """
+    chunks, start = [], 0
+    while count - start >= largest:
+        chunks.append((start, largest))
+        start += largest
+    rest = count - start
+    for bit in reversed(range(rest.bit_length())):
+        if rest >> bit & 1:
+            chunks.append((start, 1 << bit))
+            start += 1 << bit
+    return chunks
+
+
+def _gathered(features: np.ndarray, windows: np.ndarray, patterns: np.ndarray, length: int) -> np.ndarray:
+    """Per item, its window's features on the pattern's clear dates in chronological order.
+
+    Returns:
+        ``(items, length, w, w, features)``.
+    """
+    n_dates = features.shape[1]
+    bits = (patterns[:, None] >> np.arange(n_dates, dtype=np.int64)) & 1
+    dates = np.nonzero(bits)[1].reshape(len(patterns), length)  # row-major: each item's dates ascending
+    return features[windows[:, None], dates]
+
+
+def _scatter(scores: np.ndarray, part: np.ndarray, codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray,
+             whole: np.ndarray) -> None:
+    """Write each item's output at the pixels of its pattern (every pixel belongs to one item)."""
+    scores[windows[whole]] = part[whole]
+    partial = np.flatnonzero(~whole)
+    if len(partial):
+        item, rows, cols = np.nonzero(codes[windows[partial]] == patterns[partial][:, None, None])
+        scores[windows[partial][item], rows, cols] = part[partial][item, rows, cols]
+
+
+@dataclass(frozen=True)
+class _Patch:
+    """A rectangle of one window on which one pattern is computed, and the pixels it gives.
+
+    Attributes:
+        window: Index of the window in the batch.
+        dates: The pattern's clear dates (chronological indices into the combination).
+        y: First row of the rectangle in the window.
+        x: First column.
+        pixels: bool ``(rows, cols)``, the pixels of the pattern taken from this rectangle.
+    """
+
+    window: int
+    dates: tuple[int, ...]
+    y: int
+    x: int
+    pixels: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(dates, rows, cols)``: patches of one shape go through the head together."""
+        return (len(self.dates), *self.pixels.shape)
+
+    def inputs(self, features: np.ndarray) -> np.ndarray:
+        """``(dates, rows, cols, features)``: the rectangle of the window on the pattern's dates."""
+        rows, cols = self.pixels.shape
+        return features[self.window, list(self.dates), self.y: self.y + rows, self.x: self.x + cols]
+
+
+def _patches(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, lengths: np.ndarray, whole: np.ndarray,
+             n_dates: int, multiple: int) -> tuple[np.ndarray, list[_Patch]]:
+    """Patches for the items whose pattern fills a small part of their window.
+
+    A ConvLSTM's output after ``t`` dates at a pixel depends on the inputs within ``t`` pixels
+    (one 3x3 convolution per date, in each direction). So a rectangle of the window that holds
+    a pixel's ``t``-neighbourhood (clipped to the window) gives it the same value as the whole
+    window, provided it lies inside the window: its sides are either the window's edges, where
+    the zero padding is the same, or at least ``t`` pixels away. Each connected part of the
+    pattern's pixels grown by ``t`` gets the smallest such rectangle with sides rounded up to
+    ``multiple`` (so that few shapes, each a traced head, are needed).
+
+    Returns:
+        Which items still run on the whole window (those whose rectangles would cover as much
+        as the window), and the patches of the others.
+    """
+    from scipy import ndimage
+
+    height, width = codes.shape[1:]
+    on_window = np.ones(len(patterns), dtype=bool)
+    patches: list[_Patch] = []
+    for item in np.flatnonzero(~whole).tolist():
+        window, length = int(windows[item]), int(lengths[item])
+        pixels = codes[window] == patterns[item]
+        reach = ndimage.maximum_filter(pixels, size=2 * length + 1, mode="constant", cval=False)
+        labels, _ = ndimage.label(reach)
+        dates = tuple(d for d in range(n_dates) if int(patterns[item]) >> d & 1)
+        found = []
+        for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
+            y, h = _span(rows, multiple, height)
+            x, w = _span(cols, multiple, width)
+            own = pixels[y: y + h, x: x + w] & (labels[y: y + h, x: x + w] == label)
+            found.append(_Patch(window, dates, y, x, own))
+        if sum(patch.pixels.size for patch in found) < height * width:
+            on_window[item] = False
+            patches.extend(found)
+    return on_window, patches
+
+
+def _span(part: slice, multiple: int, length: int) -> tuple[int, int]:
+    """Start and size of ``part`` of an axis of ``length``, the size rounded up to ``multiple``, inside the axis."""
+    size = min(length, -(-(part.stop - part.start) // multiple) * multiple)
+    return min(part.start, length - size), size
 
 
 @dataclass

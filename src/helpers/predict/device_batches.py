@@ -10,10 +10,12 @@ built with ``keras.ops``, compiled by the backend (TensorFlow or JAX) like any m
       -> the per-date part of each member, on every date once
       -> per combination: the mean over its dates (an FCN; with clear masks, over the clear
          dates only) or the ConvLSTM head (a sequence model), renormalised
-      -> mean over the members, argmax + 1, largest probability
-      -> probabilities (combinations, n, classes, w, w), classes, confidence [, dates used]
+      -> mean over the members, cut to the part of the window the pass keeps (its core, for
+         the windows away from the scene edges), argmax + 1, largest probability
+      -> probabilities (combinations, n, classes, k, k), classes, confidence [, dates used]
 
-so the host copies finished maps into the scene buffers. It gives the maps of the host path
+so the host copies finished maps into the scene buffers, and in faithful mode a quarter of the
+window's maps crosses from the device (the 16x16 centre of 32x32). It gives the maps of the host path
 (:class:`helpers.predict.window_models.HostBatches`) to float rounding. A sequence model with
 cloud masks stays on the host: which dates a window's head gets depends on its clouds, which a
 static graph cannot express (its per-date part still runs in large calls there).
@@ -36,7 +38,8 @@ def can_fuse(models: Sequence[WindowModel], masked: bool) -> bool:
 
 
 def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
-                  window: int, n_bands: int, masked: bool = False, min_clear_dates: int = 1) -> FusedBatches:
+                  window: int, n_bands: int, masked: bool = False, min_clear_dates: int = 1,
+                  crop: int = 0) -> FusedBatches:
     """The models and their post-processing as one compiled call per batch.
 
     Args:
@@ -47,12 +50,16 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
         n_bands: Bands per date.
         masked: The call also takes clear masks and averages each pixel's clear dates only.
         min_clear_dates: With masks, fewest clear dates a pixel needs to be classified.
+        crop: Pixels cut from every side of the maps before they leave the device (the margin,
+            for windows whose written part is their core): ``w - 2 * crop`` px maps come back.
 
     Raises:
-        ValueError: If the models cannot be fused.
+        ValueError: If the models cannot be fused or the crop leaves nothing.
     """
     if not can_fuse(models, masked):
         raise ValueError("only Keras models (and no sequence model with cloud masks) can be fused")
+    if not 0 <= 2 * crop < window:
+        raise ValueError(f"a crop of {crop} px leaves nothing of a {window}-px window")
     import keras
     from keras import ops
 
@@ -80,13 +87,15 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
         totals = stacked if totals is None else totals + stacked
     if len(models) > 1:
         totals = totals / float(len(models))
+    kept = slice(crop, window - crop)
+    totals = totals[:, :, kept, kept]
     outputs = [ops.transpose(totals, (0, 1, 4, 2, 3)), ops.cast(ops.argmax(totals, axis=-1) + 1, "uint8"),
                ops.max(totals, axis=-1)]
     if clear is not None:
         outputs.append(ops.stack([_dates_used(ops, ops.take(clear, list(c), axis=1), min_clear_dates)
-                                  for c in combinations], axis=0))
+                                  for c in combinations], axis=0)[:, :, kept, kept])
     fused = keras.Model([raw] if clear is None else [raw, clear], outputs, name="scene_batch")
-    return FusedBatches(fused, masked)
+    return FusedBatches(fused, masked, crop)
 
 
 def _member_part(model: Any, name: str) -> Any:
@@ -125,11 +134,18 @@ def _clear_mean(ops: Any, scores: Any, clear: Any, min_clear: int) -> Any:
 
 
 class FusedBatches:
-    """A fused model as the pass's batch function: numpy windows in, :class:`WindowOutputs` out."""
+    """A fused model as the pass's batch function: numpy windows in, :class:`WindowOutputs` out.
 
-    def __init__(self, model: Any, masked: bool) -> None:
+    Attributes:
+        model: The fused Keras model.
+        masked: It takes clear masks.
+        crop: Pixels cut from every side of the maps it returns.
+    """
+
+    def __init__(self, model: Any, masked: bool, crop: int = 0) -> None:
         self.model = model
         self.masked = masked
+        self.crop = crop
 
     def __call__(self, raw: np.ndarray, clear: np.ndarray | None) -> WindowOutputs:
         """The maps of a batch (``clear`` must be given exactly when the model was built masked)."""
@@ -138,4 +154,4 @@ class FusedBatches:
         outputs = self.model.predict_on_batch([raw] if clear is None else [raw, clear])
         probabilities, classes, confidence = (np.asarray(o) for o in outputs[:3])
         used = np.asarray(outputs[3]) if self.masked else None
-        return WindowOutputs(probabilities, classes, confidence, used)
+        return WindowOutputs(probabilities, classes, confidence, used, self.crop)

@@ -24,21 +24,22 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import rasterio
-from rasterio.windows import Window
 
 from helpers.core.errors import InputError
 from helpers.core.io import open_raster
 from helpers.predict.clear_dates import clear_of
+from helpers.predict.device_batches import FusedBatches
+from helpers.predict.scene_reading import ChunkReader, area_layers
 from helpers.predict.window_models import (  # noqa: F401 (mean_over_dates, renormalised: moved, still importable here)
     BatchFn,
     HostBatches,
     WindowModel,
+    WindowOutputs,
     mean_over_dates,
     renormalised,
 )
@@ -52,15 +53,11 @@ MODEL_MULTIPLE = 32
 """Window sides must be multiples of this (the U-Net downsamples five times)."""
 PIXEL_BUDGET = 1 << 18
 """Default number of input pixels (windows x dates x window area) per model call."""
-CHUNK_ROWS = 288
-"""Rows read at once (at least): a 256-row GeoTIFF block row plus one faithful window."""
 PASS_CACHE_MB = 128
 """GDAL block cache during a pass (GDAL's default, 5 % of the RAM, would hold decoded blocks that
 the chunk reader already keeps)."""
 OUTPUT_BLOCK_ROWS = 256
 """Scene rows per output block (the block height of the pipeline's GeoTIFFs)."""
-AREA_LAYERS: frozenset[str] = frozenset({"area", "extra_area"})
-"""Descriptions of the area layers of a NEW stack."""
 
 
 # ---------------------------------------------------------------------- window plan
@@ -159,80 +156,9 @@ def buffer_rows(window: int, n_windows_per_row: int, batch: int, block_rows: int
     return block_rows + rows_in_flight * window
 
 
-# ---------------------------------------------------------------------- reading
-class _ChunkReader:
-    """Row chunks of several same-grid stacks as one ``(dates, layers, rows, cols)`` array, read ahead.
-
-    A chunk holds at least :data:`CHUNK_ROWS` rows (about one GeoTIFF block row, so that a block
-    is decoded about once in faithful mode) or one window. The pass asks for the window rows in
-    order, so the chunks it will need are known from the plan: while the pass works on one
-    chunk, a thread reads the next into a second buffer (GDAL reads without the GIL), so the
-    model rarely waits for the disk. Memory: two chunks.
-
-    Args:
-        datasets: The open stacks, one per date.
-        window: Window side (rows asked for at once).
-        starts: The window rows the pass will ask for, in order (to plan the chunks).
-        dtype: Array type of the chunks.
-    """
-
-    def __init__(self, datasets: Sequence[rasterio.DatasetReader], window: int, starts: Sequence[int],
-                 dtype: type = np.uint16) -> None:
-        self.datasets = datasets
-        self.height, self.width = datasets[0].height, datasets[0].width
-        rows = min(max(window, CHUNK_ROWS), self.height)
-        self.plan: list[tuple[int, int]] = []  # (top, rows) of every chunk, in the order they are needed
-        for y in starts:
-            if not self.plan or y + window > sum(self.plan[-1]):
-                self.plan.append((int(y), min(self.height, int(y) + rows) - int(y)))
-        shape = (len(datasets), datasets[0].count, rows, self.width)
-        self.buffers = [np.empty(shape, dtype=dtype) for _ in range(2 if len(self.plan) > 1 else 1)]
-        self.current = -1  # index into ``plan`` of the chunk in ``buffers[current % 2]``
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chunk-reader") if len(self.plan) > 1 else None
-        self.ahead: Future | None = None  # the read of chunk ``current + 1``
-
-    def _read(self, index: int) -> None:
-        top, rows = self.plan[index]
-        out = self.buffers[index % len(self.buffers)]
-        for date, ds in enumerate(self.datasets):
-            ds.read(window=Window(0, top, self.width, rows), out=out[date, :, :rows])
-
-    def rows_at(self, row: int, height: int) -> np.ndarray:
-        """The rows ``[row, row + height)`` of every date (the next planned chunk when they leave this one)."""
-        if self.current < 0 or not self.plan[self.current][0] <= row <= sum(self.plan[self.current]) - height:
-            index = self.current + 1
-            if index >= len(self.plan) or not self.plan[index][0] <= row <= sum(self.plan[index]) - height:
-                raise ValueError(f"rows {row}..{row + height} were not planned")
-            if self.ahead is not None:
-                self.ahead.result()  # read by the thread meanwhile (its error, if any, is raised here)
-                self.ahead = None
-            else:
-                self._read(index)
-            self.current = index
-            if self.pool is not None and index + 1 < len(self.plan):
-                self.ahead = self.pool.submit(self._read, index + 1)
-        top = self.plan[self.current][0]
-        return self.buffers[self.current % len(self.buffers)][:, :, row - top: row - top + height]
-
-    def close(self) -> None:
-        """Wait for a read in flight (the datasets close after this) and stop the thread."""
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def area_layers(data: np.ndarray, n_bands: int) -> np.ndarray:
-    """Union of the area layers (the layers after the bands, first axis) as a bool array.
-
-    A stack without area layers counts as inside everywhere.
-    """
-    if data.shape[0] <= n_bands:
-        return np.ones(data.shape[1:], dtype=bool)
-    return np.any(data[n_bands:] != 0, axis=0)
-
-
 # ---------------------------------------------------------------------- stitching
 def stitch(targets: Sequence[tuple[np.ndarray, np.ndarray]], pending: Sequence[tuple[int, int]], rows: AxisPlan,
-           cols: AxisPlan, top: int) -> None:
+           cols: AxisPlan, top: int, crop: int = 0) -> None:
     """Copy the written part of every window of a batch into the scene buffers.
 
     Windows of one window row whose written parts have the same columns relative to the window
@@ -241,12 +167,14 @@ def stitch(targets: Sequence[tuple[np.ndarray, np.ndarray]], pending: Sequence[t
 
     Args:
         targets: ``(buffer, source)`` pairs: buffer ``(combinations, layers, buffer rows,
-            scene cols)``, source ``(combinations, windows, layers, w, w)`` (window ``i`` of
-            ``pending``).
+            scene cols)``, source ``(combinations, windows, layers, w - 2 crop, w - 2 crop)``
+            (window ``i`` of ``pending``).
         pending: ``(row index, col index)`` in the plans of every window of the batch, in order.
         rows: The plan of the window rows.
         cols: The plan of the window columns.
         top: Scene row of buffer row 0.
+        crop: Pixels the sources lack on every side of their windows (their written parts
+            must lie inside what is left).
     """
     index = np.asarray(pending, dtype=np.int64).reshape(-1, 2)
     r, c = index[:, 0], index[:, 1]
@@ -262,7 +190,7 @@ def stitch(targets: Sequence[tuple[np.ndarray, np.ndarray]], pending: Sequence[t
         for buffer, source in targets:
             dest = buffer[:, :, r0 - top: r1 - top, c0: c0 + (b - a) * (x1 - x0)]
             dest = dest.reshape(*dest.shape[:3], b - a, x1 - x0, copy=False)  # a view: split the columns
-            dest[...] = np.moveaxis(source[:, a:b, :, r0 - y: r1 - y, x0:x1], 1, 3)
+            dest[...] = np.moveaxis(source[:, a:b, :, r0 - y - crop: r1 - y - crop, x0 - crop: x1 - crop], 1, 3)
 
 
 # ---------------------------------------------------------------------- the scene pass
@@ -303,20 +231,33 @@ def _open_stacks(stacks: Sequence[Path], n_bands: int, stack: contextlib.ExitSta
     return datasets
 
 
+FUSED_KEPT = 8
+"""Fused batch functions kept for reuse (a classification's passes, a benchmark's warm-up and timing)."""
+_FUSED: dict[tuple, tuple[Sequence[WindowModel], BatchFn]] = {}  # the models are kept too: their ids stay valid
+
+
 def batch_function(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
                    n_bands: int, n_classes: int, window: int, masked: bool, min_clear_dates: int = 1,
-                   fused: bool | None = None) -> BatchFn:
+                   fused: bool | None = None, crop: int = 0) -> BatchFn:
     """How the pass runs a batch: fused into one compiled call where it can, else on the host.
 
     Args:
         fused: True: fuse (:mod:`helpers.predict.device_batches`; a ValueError if the models
             cannot be); False: the host path; None: fuse when the models allow it.
+        crop: A fused call returns the maps without this many pixels on every side.
         (the others as :func:`predict_scene`)
     """
     from helpers.predict.device_batches import can_fuse, fused_batches
 
     if fused or (fused is None and can_fuse(models, masked)):
-        return fused_batches(models, combinations, n_dates, window, n_bands, masked, min_clear_dates)
+        key = (tuple(id(m) for m in models), tuple(tuple(c) for c in combinations), n_dates, window, n_bands, masked,
+               min_clear_dates, crop)
+        if key not in _FUSED:  # a fused model is traced on its first call: reuse it for the same work
+            while len(_FUSED) >= FUSED_KEPT:
+                _FUSED.pop(next(iter(_FUSED)))
+            _FUSED[key] = (models, fused_batches(models, combinations, n_dates, window, n_bands, masked,
+                                                 min_clear_dates, crop))
+        return _FUSED[key][1]
     per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
     return HostBatches(models, combinations, n_dates, n_classes, per_call, min_clear_dates)
 
@@ -386,15 +327,21 @@ def predict_scene(
             rows, cols = plan_axis(height, window, margin), plan_axis(width, window, margin)
         except ValueError:
             raise InputError(f"the scene ({height}x{width} px) is smaller than one {window}-px window") from None
-        reader = _ChunkReader(datasets, window, rows.starts.tolist())
+        reader = ChunkReader(datasets, window, rows.starts.tolist())
         opened.callback(reader.close)  # before the datasets close
         masks = None
         if cloud_masks is not None:
-            masks = _ChunkReader([opened.enter_context(open_raster(path)) for path in cloud_masks], window,
+            masks = ChunkReader([opened.enter_context(open_raster(path)) for path in cloud_masks], window,
                                  rows.starts.tolist(), np.uint8)
             opened.callback(masks.close)
-        predict_batch = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
-                                       min_clear_dates, fused)
+        predict_full = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
+                                      min_clear_dates, fused)
+        predict_core = None  # windows that write only their core: a fused call returns just the core
+        if margin > 0 and isinstance(predict_full, FusedBatches):
+            predict_core = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
+                                          min_clear_dates, True, crop=margin)
+        writes_core = (rows.lo - rows.starts == margin) & (rows.hi - rows.starts == window - margin)
+        cols_core = (cols.lo - cols.starts == margin) & (cols.hi - cols.starts == window - margin)
         batch = batch_size or default_batch_size(window, dates)
         capacity = buffer_rows(window, len(cols.starts), batch, block_rows)
         maps = np.zeros((len(combos), n_classes, capacity, width), dtype=np.float32)
@@ -403,24 +350,19 @@ def predict_scene(
         area = np.zeros((capacity, width), dtype=bool)
         used = None if masks is None else np.zeros((len(combos), capacity, width), dtype=np.uint8)
         top = 0  # scene row of buffer row 0
-        raw = np.zeros((batch, dates, window, window, n_bands), dtype=np.uint16)
-        clear = None if masks is None else np.zeros((batch, dates, window, window), dtype=bool)
-        pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
+        queues = [_Queue(predict, batch, dates, window, n_bands, masks is not None)
+                  for predict in (predict_full, predict_core) if predict is not None]
 
-        def flush() -> None:
-            count = len(pending)
-            if not count:
-                return
-            raw[count:] = 0  # a full batch every call: one traced shape
-            if clear is not None:
-                clear[count:] = False
-            out = predict_batch(raw, clear)
-            targets = [(maps, out.probabilities), (classes[:, None], out.classes[:, :, None]),
-                       (confidence[:, None], out.confidence[:, :, None])]
-            if used is not None:
-                targets.append((used[:, None], out.used[:, :, None]))
-            stitch(targets, pending, rows, cols, top)
-            pending.clear()
+        def flush(*which: _Queue) -> None:
+            for queue in which or queues:
+                if queue.pending:
+                    out = queue.run()
+                    targets = [(maps, out.probabilities), (classes[:, None], out.classes[:, :, None]),
+                               (confidence[:, None], out.confidence[:, :, None])]
+                    if used is not None:
+                        targets.append((used[:, None], out.used[:, :, None]))
+                    stitch(targets, queue.pending, rows, cols, top, out.crop)
+                    queue.pending.clear()
 
         def take(rows_out: int) -> SceneBlock:
             nonlocal top
@@ -449,19 +391,49 @@ def predict_scene(
                 for c, x in enumerate(cols.starts):
                     if skip_outside and not area[r0 - top: r1 - top, cols.lo[c]: cols.hi[c]].any():
                         continue
-                    raw[len(pending)] = np.moveaxis(strip[:, :n_bands, :, x: x + window], 1, -1)
-                    if masks is not None:
-                        clear[len(pending)] = clear_of(mask_strip[:, 0, :, x: x + window])
-                    pending.append((r, c))
-                    if len(pending) == batch:
-                        flush()
-                complete = int(rows.lo[pending[0][0]]) if pending else r1
+                    queue = queues[-1] if writes_core[r] and cols_core[c] else queues[0]
+                    if queue.add(r, c, strip[:, :n_bands, :, x: x + window],
+                                 None if mask_strip is None else mask_strip[:, 0, :, x: x + window]):
+                        flush(queue)
+                complete = min([int(rows.lo[q.pending[0][0]]) for q in queues if q.pending], default=r1)
                 while complete - top >= block_rows:
                     yield take(block_rows)
                 bar.update(len(cols.starts))
             flush()
             while top < height:
                 yield take(min(block_rows, height - top))
+
+
+class _Queue:
+    """Windows waiting for one batch function, read into its batch buffers.
+
+    Args:
+        predict: The batch function.
+        batch: Windows per call.
+        (the others: the batch's shape)
+    """
+
+    def __init__(self, predict: BatchFn, batch: int, dates: int, window: int, n_bands: int, masked: bool) -> None:
+        self.predict = predict
+        self.raw = np.zeros((batch, dates, window, window, n_bands), dtype=np.uint16)
+        self.clear = np.zeros((batch, dates, window, window), dtype=bool) if masked else None
+        self.pending: list[tuple[int, int]] = []  # (row index, col index) of the windows in ``raw``
+
+    def add(self, r: int, c: int, bands: np.ndarray, mask: np.ndarray | None) -> bool:
+        """Queue window ``(r, c)``: bands ``(dates, bands, w, w)``, cloud mask ``(dates, w, w)``; True when full."""
+        self.raw[len(self.pending)] = np.moveaxis(bands, 1, -1)
+        if self.clear is not None:
+            self.clear[len(self.pending)] = clear_of(mask)
+        self.pending.append((r, c))
+        return len(self.pending) == len(self.raw)
+
+    def run(self) -> WindowOutputs:
+        """The maps of the queued windows (a full batch every call: one traced shape)."""
+        count = len(self.pending)
+        self.raw[count:] = 0
+        if self.clear is not None:
+            self.clear[count:] = False
+        return self.predict(self.raw, self.clear)
 
 
 def _shift_rows(buffer: np.ndarray, axis: int, rows_out: int) -> None:

@@ -123,12 +123,14 @@ class WindowOutputs:
         confidence: float32 ``(combinations, n, w, w)``, the largest probability.
         used: uint8 ``(combinations, n, w, w)``, the dates each pixel's map used (0: not
             classified), or None without cloud masks.
+        crop: Pixels cut from every side of the windows (the maps are ``w - 2 * crop`` px).
     """
 
     probabilities: np.ndarray
     classes: np.ndarray
     confidence: np.ndarray
     used: np.ndarray | None
+    crop: int = 0
 
 
 BatchFn = Callable[[np.ndarray, "np.ndarray | None"], WindowOutputs]

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 from scene_stacks import N_BANDS, N_CLASSES, SHAPE, collect_blocks, collect_class_maps, make_stacks, write_cloud_mask
 
-from helpers.predict import sliding_windows
+from helpers.predict import scene_reading, sliding_windows
 from helpers.predict.device_batches import can_fuse, fused_batches
 from helpers.predict.sliding_windows import predict_scene, window_geometry
 from helpers.predict.window_models import HostBatches, WindowModel
@@ -76,6 +76,7 @@ def test_fused_pass_gives_the_host_paths_maps(tmp_path: Path, keras_models: dict
     assert can_fuse(models, masked=False)
     fused, host = both_paths(stacks, models, window, margin)
     assert_same_maps(fused, host)
+    assert any(key[-1] == margin for key in sliding_windows._FUSED)  # the windows' cores came back cropped
     assert np.ptp(host[0][:, :, host[4]], axis=-1).min() > 1e-3  # maps that vary: the comparison means something
 
 
@@ -112,7 +113,7 @@ def test_chunks_read_ahead_give_the_same_maps(tmp_path: Path, keras_models: dict
     stacks, bands, area = make_stacks(tmp_path, dates=3)
     models = window_models(keras_models["fcn"][:1], 32)
     whole, _ = collect_blocks(predict_scene(models, stacks, COMBINATIONS, N_BANDS, N_CLASSES, 32, 8))
-    monkeypatch.setattr(sliding_windows, "CHUNK_ROWS", 40)  # several chunks, each read ahead by the thread
+    monkeypatch.setattr(scene_reading, "CHUNK_ROWS", 40)  # several chunks, each read ahead by the thread
     chunked, _ = collect_blocks(predict_scene(models, stacks, COMBINATIONS, N_BANDS, N_CLASSES, 32, 8,
                                               block_rows=24))
     np.testing.assert_array_equal(chunked, whole)
@@ -120,7 +121,7 @@ def test_chunks_read_ahead_give_the_same_maps(tmp_path: Path, keras_models: dict
     starts = sliding_windows.plan_axis(SHAPE[0], 32, 8).starts.tolist()
     with contextlib.ExitStack() as opened:
         datasets = [opened.enter_context(rasterio.open(path)) for path in stacks]
-        reader = sliding_windows._ChunkReader(datasets, 32, starts)
+        reader = scene_reading.ChunkReader(datasets, 32, starts)
         opened.callback(reader.close)
         assert len(reader.plan) >= 3 and len(reader.buffers) == 2
         for y in starts:
