@@ -104,7 +104,7 @@ def _member_part(model: Any, name: str) -> Any:
 
     class MemberPart(keras.layers.Layer):
         def __init__(self) -> None:
-            super().__init__(name=name)
+            super().__init__(name=name, autocast=False)  # the part casts its inputs to its own policy
             self.part = model
 
         def call(self, inputs: Any) -> Any:

@@ -129,3 +129,22 @@ def test_chunks_read_ahead_give_the_same_maps(tmp_path: Path, keras_models: dict
             np.testing.assert_array_equal(reader.rows_at(y, 32)[0, N_BANDS], area[y: y + 32])
         with pytest.raises(ValueError, match="not planned"):
             reader.rows_at(0, 32)
+
+
+def test_fused_pass_in_mixed_precision_gives_the_host_paths_maps(tmp_path: Path, keras_models: dict) -> None:
+    from helpers.train import models as model_builders
+
+    for name in ("fcn", "lstm"):
+        keras_models[name][0].save(tmp_path / f"{name}.keras")
+    stacks, _, _ = make_stacks(tmp_path, dates=3)
+    window, margin = window_geometry("faithful", shape=SHAPE)
+    model_builders.set_precision("mixed_bfloat16")
+    try:
+        for name in ("fcn", "lstm"):
+            loaded = model_builders.load_model(tmp_path / f"{name}.keras")  # rebuilt in bfloat16
+            fused, host = both_paths(stacks, window_models([loaded], window), window, margin)
+            np.testing.assert_allclose(fused[0], host[0], atol=1e-6, err_msg=name)
+            np.testing.assert_array_equal(fused[1], host[1], err_msg=name)
+            assert fused[0].dtype == np.float32
+    finally:
+        model_builders.set_precision("float32")
