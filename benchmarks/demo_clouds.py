@@ -11,7 +11,7 @@ without cloud masks (``classify.py --no-cloud-mask``, the original's behaviour) 
 * the pixels each map could not classify (no clear date).
 
 Run it after ``make demo``; it leaves the masked maps and reports in place, as ``make demo`` made
-them.
+them. The masks themselves are scored against the same layers by ``benchmarks/demo_cloud_masks.py``.
 
 Usage:
     python benchmarks/demo_clouds.py [--model RUN] [--config configs/demo.toml]
@@ -33,32 +33,23 @@ import rasterio
 from _common import print_table, result_line
 
 from helpers.core.config import Config, load_config
-from helpers.demo.landscape import random_streams
-from helpers.demo.layout import ORIGIN_X, ORIGIN_Y, PIXEL_SIZE
-from helpers.demo.radiometry import _cloud_fields, plan_dates
+from helpers.demo.cloud_reference import LAYER_THRESHOLD, reference_cloud_layers
 from helpers.predict.change_detection import CHANGE_ID
 from helpers.predict.change_reports import detect_changes
 from helpers.predict.classification import classify_model, select_combinations
 
-LAYER_THRESHOLD = 0.3
-"""Opacity (cloud) or shadow strength above which the generator's layer counts as cloud or shadow."""
-
 
 def reference_clouds(config: Config, dates: set[str]) -> np.ndarray:
-    """Where any of ``dates`` has a generated cloud or shadow, on the NEW stacks' grid."""
-    marker = json.loads((config.raw_dir / ".demo_complete.json").read_text(encoding="utf-8"))
-    seed, size = int(marker["seed"]), int(marker["size"])
-    streams = random_streams(seed)
-    plans = plan_dates(config, streams[4])
+    """Where any of ``dates`` has a generated cloud or shadow, on the NEW stacks' grid.
+
+    The layers come from :func:`helpers.demo.cloud_reference.reference_cloud_layers`, which
+    replays the generator's own random streams (tested against the rendered bands).
+    """
     with rasterio.open(config.merged_path(sorted(dates)[0], config.level, "NEW")) as src:
-        transform, height, width = src.transform, src.height, src.width
-    row0, col0 = round((ORIGIN_Y - transform.f) / PIXEL_SIZE), round((transform.c - ORIGIN_X) / PIXEL_SIZE)
-    covered = np.zeros((height, width), dtype=bool)
-    for plan, rng in zip(plans, streams[5].spawn(len(plans)), strict=True):
-        if plan.label in dates and plan.cloudy:  # the date's stream draws its clouds first, as render_date does
-            opacity, shadow, _ = _cloud_fields(rng, size, plan)
-            layer = (opacity > LAYER_THRESHOLD) | (shadow > LAYER_THRESHOLD)
-            covered |= layer[row0: row0 + height, col0: col0 + width]
+        transform, shape = src.transform, src.shape
+    covered = np.zeros(shape, dtype=bool)
+    for layers in reference_cloud_layers(config, dates, LAYER_THRESHOLD).values():
+        covered |= layers.cut(transform, shape).covered
     return covered
 
 

@@ -162,9 +162,23 @@ def _margin_spectrum(plan: DatePlan) -> np.ndarray:
     return fractions @ ENDMEMBERS
 
 
-def _cloud_fields(rng: np.random.Generator, size: int,
-                  plan: DatePlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cloud opacity, cloud-shadow strength and cirrus reflectance of one date."""
+def cloud_fields(rng: np.random.Generator, size: int,
+                 plan: DatePlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cloud opacity, cloud-shadow strength and cirrus reflectance of one cloudy date.
+
+    Public because the generator's clouds are also the demo's reference for the cloud masks
+    (:mod:`helpers.demo.cloud_reference` replays them from the date's stream); whoever calls
+    it must hand it the date's stream in the state :func:`render_date` hands it over, i.e.
+    fresh, before any other draw.
+
+    Args:
+        rng: The date's random generator, before any other draw of that date.
+        size: Scene side in 10 m pixels.
+        plan: The date's acquisition parameters (the sun elevation sets the shadow length).
+
+    Returns:
+        Opacity (0..1), shadow strength (0..1) and cirrus reflectance, float32 (size, size) each.
+    """
     yy, xx = np.indices((size, size)).astype(np.float32) + 0.5
     envelope = np.zeros((size, size), dtype=np.float32)
     for _ in range(int(rng.integers(2, 6))):
@@ -202,7 +216,8 @@ def render_date(scene: DemoScene, plan: DatePlan,
     Args:
         scene: The landscape.
         plan: The date's acquisition parameters.
-        rng: Random generator of this date (clouds and sensor noise).
+        rng: Random generator of this date, fresh: a cloudy date draws its clouds from it first
+            (:func:`cloud_fields`), then the cloud brightness and the sensor noise.
 
     Returns:
         Band name -> DN array, and the cloud cover in percent.
@@ -224,7 +239,10 @@ def render_date(scene: DemoScene, plan: DatePlan,
 
     opacity = shadow = cirrus = None
     if plan.cloudy:
-        opacity, shadow, cirrus = _cloud_fields(rng, size, plan)
+        # The date's stream draws its clouds FIRST, before the cloud brightness and the sensor
+        # noise: helpers.demo.cloud_reference rebuilds the demo's reference clouds from a fresh
+        # stream on that order. Draw anything new after the clouds, never before them.
+        opacity, shadow, cirrus = cloud_fields(rng, size, plan)
         surface *= 1.0 - 0.7 * shadow
     toa = _PATH[:, None, None] * plan.haze + _TRANSMITTANCE[:, None, None] * plan.illumination * surface
     cloud_pct = 0.0
