@@ -2,7 +2,8 @@
 
 With masks (:mod:`helpers.predict.clear_dates`), every pixel of a combination's map uses only the
 dates that are clear there: the FCN averages over the clear dates in one masked mean, a sequence
-model runs its ConvLSTM head once per pattern of clear dates in a batch of windows. This measures
+model runs its ConvLSTM head on every window once per pattern of clear dates found in it (the
+patterns with as many clear dates in one call, whatever the window). This measures
 what that costs on the paper's workload (8 dates, the 6 combinations of ``configs/klingenberg.toml``,
 full-width crops of the paper's 3500-px-wide scene) with the full-size models (random, seeded
 weights): each model and mode in its own child process, both passes warmed up, then alternated

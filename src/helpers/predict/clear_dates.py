@@ -6,9 +6,11 @@ default), the scene pass combines, for every pixel, only the dates of the combin
 clear there:
 
 * an FCN (and a monotemporal forest) averages its softmax over the clear dates;
-* a sequence model gets the sequence of the clear dates, in chronological order (its ConvLSTM
-  head runs once per distinct pattern of clear dates in a batch of windows, on the windows that
-  hold that pattern);
+* a sequence model gets the sequence of the clear dates, in chronological order: its ConvLSTM
+  head runs on every window once per pattern of clear dates found in it, over the whole window
+  (so that the neighbours of a pixel are seen on the same dates), the windows and patterns with
+  as many clear dates together in one call; where the caller allows it, only on patches around
+  the pattern's pixels (``patch_multiple``) and only for the pixels it keeps (``keep``);
 * a model that takes a fixed number of dates (a multitemporal forest) classifies only pixels
   clear on every date;
 * a pixel with fewer clear dates than ``[clouds] min_clear_dates`` is *not classified*: class 0,
@@ -69,21 +71,25 @@ def pattern_codes(clear: np.ndarray) -> np.ndarray:
     Returns:
         int64 ``(n, rows, cols)``.
     """
-    bits = (np.int64(1) << np.arange(clear.shape[1], dtype=np.int64)).reshape(1, -1, 1, 1)
-    return (clear.astype(np.int64) * bits).sum(axis=1)
+    packed = np.packbits(clear, axis=1, bitorder="little")  # eight dates a byte
+    codes = packed[:, 0].astype(np.int64)
+    for byte in range(1, packed.shape[1]):
+        codes |= packed[:, byte].astype(np.int64) << (8 * byte)
+    return codes
 
 
 def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_classes: int, min_clear: int,
-                  mean: bool = False, fixed_dates: bool = False,
-                  patch_multiple: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                  mean: bool = False, fixed_dates: bool = False, patch_multiple: int = 0,
+                  keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One combination's probabilities from the dates that are clear at each pixel.
 
     A sequence model's head runs once per *item*, a window and one pattern of clear dates that
     occurs in it, on the whole window (so that a pixel's neighbours see the same dates as the
     pixel), and the item's output is kept at the pixels of its pattern. The items with the same
     number of clear dates go through the head together, whatever their pattern: each gets its
-    own dates (:func:`_gathered`), so a batch of windows costs one call per sequence length in
-    use instead of one per pattern, and no window is computed twice for one pattern.
+    own dates (:func:`_gathered`), so a batch of windows costs a few calls per sequence length
+    in use (:func:`_chunks`) instead of one per pattern, none padded. Items whose pixels are
+    far apart share one window of a call (:func:`_shared`).
 
     Args:
         combine: The model's combination ``(n, dates, w, w, features) -> (n, w, w, classes)``.
@@ -98,8 +104,11 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
             takes patches ``(n, dates, rows, cols, features)`` whose sides are multiples of this
             (or the window's side), and a pattern that fills a small part of a window runs on
             patches around its pixels instead (:func:`_patches`). Only for a head whose output
-            at a pixel depends on the inputs within ``dates`` pixels (a 3x3 ConvLSTM), padded
-            with zeros at the window's edges only.
+            at a pixel depends on the inputs within ``dates`` pixels (a 3x3 ConvLSTM, zero
+            padded at the window's edges).
+        keep: bool ``(n, w, w)``, the pixels whose scores the caller keeps (a window's core), or
+            None for all. Scores elsewhere are left 0: a pattern found only there is not computed,
+            and the others only on patches around their kept pixels. ``used`` covers every pixel.
 
     Returns:
         The probabilities ``(n, w, w, classes)`` (0 where not classified) and, per pixel, the
@@ -114,33 +123,59 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
         total /= np.maximum(used, 1).astype(np.float32)[..., None]
         total[used == 0] = 0.0
         return total.astype(np.float32, copy=False), used
-    codes = np.where(used > 0, pattern_codes(clear), -1)
+    computed = used > 0 if keep is None else (used > 0) & keep
+    codes = np.where(computed, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)
-    windows, patterns, whole = window_patterns(codes)
+    windows, patterns, whole = _window_patterns(codes)
     lengths = _bit_counts(patterns, n_dates)
     on_window, patches = np.ones(len(patterns), dtype=bool), []
     if 0 < patch_multiple < max(codes.shape[1:]):
         on_window, patches = _patches(codes, windows, patterns, lengths, whole, n_dates, patch_multiple)
     for length in np.unique(lengths[on_window]).tolist():
         of_length = np.flatnonzero(on_window & (lengths == length))
-        for start, size in _chunks(len(of_length), n):
-            chosen = of_length[start: start + size]
-            batch = _gathered(features, windows[chosen], patterns[chosen], length)
-            part = np.asarray(combine(batch), dtype=np.float32)
-            _scatter(scores, part, codes, windows[chosen], patterns[chosen], whole[chosen])
+        _on_windows(combine, features, codes, scores, (windows, patterns, whole), of_length, length)
     for shape in sorted({patch.shape for patch in patches}):
         same = [patch for patch in patches if patch.shape == shape]
         for start, size in _chunks(len(same), n):
             chosen = same[start: start + size]
-            part = np.asarray(combine(np.stack([patch.inputs(features) for patch in chosen])), dtype=np.float32)
+            batch = np.empty((size, *shape, features.shape[-1]), dtype=features.dtype)
+            for patch, inputs in zip(chosen, batch, strict=True):
+                patch.copy_inputs(features, inputs)
+            part = np.asarray(combine(batch), dtype=np.float32)
             for patch, out in zip(chosen, part, strict=True):
-                region = scores[patch.window, patch.y: patch.y + patch.pixels.shape[0],
-                                patch.x: patch.x + patch.pixels.shape[1]]
-                region[patch.pixels] = out[patch.pixels]
+                np.copyto(patch.region(scores), out, where=patch.pixels[..., None])
     return scores, used
 
 
-def window_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _on_windows(combine: ArrayFn, features: np.ndarray, codes: np.ndarray, scores: np.ndarray,
+                found: tuple[np.ndarray, np.ndarray, np.ndarray], items: np.ndarray, length: int) -> None:
+    """The head on whole windows for ``items``, all of ``length`` clear dates, their pixels written to ``scores``.
+
+    Args:
+        found: Per item, its window, pattern and whether the pattern fills its window
+            (:func:`_window_patterns`).
+        items: Indices into ``found``.
+    """
+    windows, patterns, whole = found
+    hosts, guests = _shared(codes, windows, patterns, whole, items, length)
+    for start, size in _chunks(len(hosts), len(features)):
+        chosen = hosts[start: start + size]
+        batch = _gathered(features, windows[chosen], patterns[chosen], length)
+        here = [(slot - start, item, reach) for slot, item, reach in guests if start <= slot < start + size]
+        if here and np.shares_memory(batch, features):
+            batch = batch.copy()
+        for slot, item, reach in here:
+            dates = _dates_of(int(patterns[item]), features.shape[1])
+            np.copyto(batch[slot], features[windows[item]][dates], where=reach[None, :, :, None])
+        part = np.asarray(combine(batch), dtype=np.float32)
+        scores[windows[chosen][whole[chosen]]] = part[whole[chosen]]
+        slots = [(slot, item) for slot, item in enumerate(chosen.tolist()) if not whole[item]]
+        for slot, item in slots + [(slot, item) for slot, item, _ in here]:
+            window = windows[item]
+            np.copyto(scores[window], part[slot], where=(codes[window] == patterns[item])[..., None])
+
+
+def _window_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The items of a batch: every window with every pattern of clear dates found in it.
 
     Most windows hold one pattern (no cloud near them): they are found by one comparison, and
@@ -164,6 +199,52 @@ def window_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarr
     keep = patterns >= 0
     order = np.lexsort((patterns[keep], windows[keep]))
     return windows[keep][order], patterns[keep][order], whole[keep][order]
+
+
+def _shared(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, whole: np.ndarray, items: np.ndarray,
+            length: int) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """Items of one length that can share a head call with another, and with which.
+
+    The head's output at a pixel depends on the inputs within ``length`` pixels (see
+    :func:`_patches`). Two items whose pattern pixels, grown by ``length`` (their *reach*), do
+    not overlap can go through the head in one window: the first item's window with the second
+    one's features written over the second one's reach. Each keeps its own pixels, at the same
+    place in the window, so the zero padding at the window's edges is the same. Items with a
+    small reach are placed first fit, largest first.
+
+    Returns:
+        The items that get a place in a call (``hosts``, in the order of ``items`` for those that
+        share nothing) and, per item placed in a host's call, ``(host's place in hosts, item,
+        reach)``.
+    """
+    from scipy import ndimage
+
+    area = codes.shape[1] * codes.shape[2]
+    reaches = {}
+    for item in items[~whole[items]].tolist():
+        reach = ndimage.maximum_filter(codes[windows[item]] == patterns[item], size=2 * length + 1, mode="constant")
+        if 2 * np.count_nonzero(reach) <= area:
+            reaches[item] = reach
+    alone = [item for item in items.tolist() if item not in reaches]
+    hosts, guests = list(alone), []
+    taken = np.zeros((len(reaches), *codes.shape[1:]), dtype=bool)
+    places: list[int] = []  # index in hosts of each row of ``taken``
+    for item in sorted(reaches, key=lambda i: -np.count_nonzero(reaches[i])):
+        reach = reaches[item]
+        free = np.flatnonzero(~(taken[: len(places)] & reach).any(axis=(1, 2)))
+        if len(free):
+            taken[free[0]] |= reach
+            guests.append((places[free[0]], item, reach))
+        else:
+            taken[len(places)] = reach
+            places.append(len(hosts))
+            hosts.append(item)
+    return np.asarray(hosts, dtype=np.int64), guests
+
+
+def _dates_of(code: int, n_dates: int) -> list[int]:
+    """The clear dates of a pattern code, in chronological order."""
+    return [date for date in range(n_dates) if code >> date & 1]
 
 
 def _bit_counts(patterns: np.ndarray, n_dates: int) -> np.ndarray:
@@ -198,19 +279,12 @@ def _gathered(features: np.ndarray, windows: np.ndarray, patterns: np.ndarray, l
         ``(items, length, w, w, features)``.
     """
     n_dates = features.shape[1]
+    first = int(windows[0])
+    if length == n_dates and np.array_equal(windows, np.arange(first, first + len(windows))):
+        return features[first: first + len(windows)]  # consecutive windows on all dates: no copy
     bits = (patterns[:, None] >> np.arange(n_dates, dtype=np.int64)) & 1
     dates = np.nonzero(bits)[1].reshape(len(patterns), length)  # row-major: each item's dates ascending
     return features[windows[:, None], dates]
-
-
-def _scatter(scores: np.ndarray, part: np.ndarray, codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray,
-             whole: np.ndarray) -> None:
-    """Write each item's output at the pixels of its pattern (every pixel belongs to one item)."""
-    scores[windows[whole]] = part[whole]
-    partial = np.flatnonzero(~whole)
-    if len(partial):
-        item, rows, cols = np.nonzero(codes[windows[partial]] == patterns[partial][:, None, None])
-        scores[windows[partial][item], rows, cols] = part[partial][item, rows, cols]
 
 
 @dataclass(frozen=True)
@@ -236,10 +310,18 @@ class _Patch:
         """``(dates, rows, cols)``: patches of one shape go through the head together."""
         return (len(self.dates), *self.pixels.shape)
 
-    def inputs(self, features: np.ndarray) -> np.ndarray:
-        """``(dates, rows, cols, features)``: the rectangle of the window on the pattern's dates."""
+    def region(self, array: np.ndarray) -> np.ndarray:
+        """The rectangle of the patch's window in ``array`` ``(n, [dates,] w, w, ...)``, a view."""
         rows, cols = self.pixels.shape
-        return features[self.window, list(self.dates), self.y: self.y + rows, self.x: self.x + cols]
+        if array.ndim == 5:
+            return array[self.window, :, self.y: self.y + rows, self.x: self.x + cols]
+        return array[self.window, self.y: self.y + rows, self.x: self.x + cols]
+
+    def copy_inputs(self, features: np.ndarray, out: np.ndarray) -> None:
+        """Write into ``out`` ``(dates, rows, cols, features)`` the rectangle on the pattern's dates."""
+        region = self.region(features)
+        for step, date in enumerate(self.dates):  # plain slice copies (np.take is slow on a strided source)
+            out[step] = region[date]
 
 
 def _patches(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, lengths: np.ndarray, whole: np.ndarray,
@@ -268,7 +350,7 @@ def _patches(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, lengt
         pixels = codes[window] == patterns[item]
         reach = ndimage.maximum_filter(pixels, size=2 * length + 1, mode="constant", cval=False)
         labels, _ = ndimage.label(reach)
-        dates = tuple(d for d in range(n_dates) if int(patterns[item]) >> d & 1)
+        dates = tuple(_dates_of(int(patterns[item]), n_dates))
         found = []
         for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
             y, h = _span(rows, multiple, height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from scene_stacks import (
 )
 
 from helpers.core.errors import InputError
-from helpers.predict.clear_dates import ClearCounts, cloud_mask_paths, combine_clear, pattern_codes
+from helpers.predict.clear_dates import ClearCounts, _chunks, cloud_mask_paths, combine_clear, pattern_codes
 from helpers.predict.sliding_windows import WindowModel, mean_over_dates, predict_scene, renormalised
 
 
@@ -70,7 +71,7 @@ def test_a_sequence_model_gets_the_clear_dates_of_each_pixel() -> None:
             np.testing.assert_array_equal(scores[n, y, x], expected)
         else:
             assert not scores[n, y, x].any() and used[n, y, x] == 0
-    assert set(lengths) <= {1, 2, 3} and len(lengths) == len(set(pattern_codes(clear)[used > 0].tolist()))
+    assert set(lengths) == set(used[used > 0].tolist())  # one call per sequence length (3 windows: no chunks)
 
 
 def test_fixed_dates_classifies_only_pixels_clear_on_every_date() -> None:
@@ -81,6 +82,162 @@ def test_fixed_dates_classifies_only_pixels_clear_on_every_date() -> None:
                                  min_clear=1, fixed_dates=True)
     assert used.tolist() == [[[0, 2], [2, 2]]]
     assert not scores[0, 0, 0].any() and scores[0, 1, 1].sum() == pytest.approx(1.0)
+
+
+def _box(images: np.ndarray) -> np.ndarray:
+    """3x3 sum over the rows and columns of ``(n, rows, cols, channels)``, zero padded ('same')."""
+    padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows, cols = images.shape[1:3]
+    return sum(padded[:, dy: dy + rows, dx: dx + cols] for dy in range(3) for dx in range(3))
+
+
+def _toy_head(sequences: np.ndarray) -> np.ndarray:
+    """A ConvLSTM in miniature: ``(n, t, rows, cols, 2) -> (n, rows, cols, 3)`` probabilities.
+
+    One 3x3 convolution of the date and one of the state per date, with a bias: the output at a
+    pixel depends on every date, their order and number, and on the inputs exactly ``t`` pixels
+    around it (and a zero state is not neutral, like the padding of a real ConvLSTM). A wrong
+    gather (dates, window), scatter or halo changes it.
+    """
+    state = np.zeros((len(sequences), *sequences.shape[2:4], 3))
+    weights = np.array([[0.7, -0.4, 0.2], [-0.3, 0.5, 0.9]])
+    for date in range(sequences.shape[1]):
+        state = np.tanh(0.25 * _box(sequences[:, date].astype(np.float64) @ weights) + 0.3 * _box(state[..., ::-1])
+                        + 0.1 * (date + 1))
+    return renormalised(np.exp(2.0 * state))
+
+
+def _per_pattern(head, features: np.ndarray, clear: np.ndarray, min_clear: int,
+                 fixed_dates: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The reference: every window, every pattern in it, the head on that window alone and its dates."""
+    n, n_dates = clear.shape[:2]
+    counts = clear.sum(axis=1)
+    used = np.where(counts >= (n_dates if fixed_dates else min_clear), counts, 0)
+    codes = np.where(used > 0, pattern_codes(clear), -1)
+    scores = np.zeros((*codes.shape, 3), dtype=np.float32)
+    for window in range(n):
+        for code in set(codes[window].ravel().tolist()) - {-1}:
+            dates = [d for d in range(n_dates) if code >> d & 1]
+            out = head(features[window: window + 1, dates])[0]
+            scores[window][codes[window] == code] = out[codes[window] == code]
+    return scores, used
+
+
+def _cloudy_windows() -> np.ndarray:
+    """bool ``(6, 4, 24, 24)`` clear masks: windows without clouds and with one to several patterns."""
+    clear = np.ones((6, 4, 24, 24), dtype=bool)
+    clear[1, 1, 3:7, 15:20] = False  # one small cloud: two patterns, 4 and 3 dates
+    clear[2, 0, 2:5, 2:5] = clear[2, 2, 17:22, 14:21] = False  # two clouds on two dates, far apart
+    clear[2, 3, 16:19, 0:4] = clear[2, 2, 0:3, 20:24] = False  # one touching the edge, one in a corner
+    clear[3, 0] = False  # a whole date cloudy: one pattern of 3 dates
+    clear[3, 1, 8:16, 8:16] = clear[3, 2, 12:20, 10:14] = False  # overlapping clouds: 2 and 1 dates left
+    clear[4, :, 5:9, 5:9] = False  # no date clear
+    clear[4, 1:3, 14:18, 3:23] = False
+    clear[5] = np.random.default_rng(7).random((4, 24, 24)) < 0.7  # speckle: many patterns, all lengths
+    return clear
+
+
+@pytest.mark.parametrize("patch_multiple", [0, 1, 8])
+@pytest.mark.parametrize(("min_clear", "fixed_dates"), [(1, False), (2, False), (3, False), (1, True)])
+def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_multiple: int, min_clear: int,
+                                                            fixed_dates: bool) -> None:
+    clear = _cloudy_windows()
+    features = np.random.default_rng(3).normal(size=(*clear.shape, 2)).astype(np.float32)
+    calls: list[tuple[int, ...]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        calls.append(sequences.shape)
+        return _toy_head(sequences)
+
+    scores, used = combine_clear(head, features, clear, 3, min_clear, fixed_dates=fixed_dates,
+                                 patch_multiple=patch_multiple)
+    expected, expected_used = _per_pattern(_toy_head, features, clear, min_clear, fixed_dates)
+    np.testing.assert_array_equal(used, expected_used)
+    assert used.dtype == np.uint8 and scores.dtype == np.float32
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(scores.argmax(axis=-1), expected.argmax(axis=-1))
+    assert not scores[used == 0].any()
+    whole = [shape for shape in calls if shape[2:4] == (24, 24)]
+    if patch_multiple == 0:  # whole windows only, at most one per (window, pattern), by length in chunks
+        items = Counter(bin(code).count("1") for window in np.where(used > 0, pattern_codes(clear), -1)
+                        for code in set(window.ravel().tolist()) - {-1})
+        assert len(whole) == len(calls) and all(shape[0] in (1, 2, 4, len(clear)) for shape in calls)
+        assert {shape[1] for shape in calls} == set(items)
+        assert all(sum(shape[0] for shape in calls if shape[1] == length) <= count for length, count in items.items())
+    else:
+        assert fixed_dates or len(whole) < len(calls)
+        assert all(side % patch_multiple == 0 or side == 24 for shape in calls for side in shape[2:4])
+
+
+def test_patterns_far_apart_share_one_window_of_a_call() -> None:
+    clear = np.ones((3, 3, 16, 16), dtype=bool)
+    clear[0, 0, 2:5, 2:5] = False  # two dates left in a block; its reach (2 px around) ends at column 6
+    clear[1, 1, 2:5, 9:12] = False  # another window, other dates, reach from column 7: fits beside it
+    clear[2, 2, 2:5, 6:9] = False  # a third one too close to both: its own call
+    features = np.random.default_rng(6).normal(size=(*clear.shape, 2)).astype(np.float32)
+    calls: list[tuple[int, ...]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        calls.append(sequences.shape[:2])
+        return _toy_head(sequences)
+
+    scores, used = combine_clear(head, features, clear, 3, 1)
+    expected, expected_used = _per_pattern(_toy_head, features, clear, 1)
+    np.testing.assert_array_equal(used, expected_used)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    assert sorted(calls) == [(2, 2), (3, 3)]  # three items of 2 dates in two windows, three windows of 3
+
+
+@pytest.mark.parametrize("patch_multiple", [0, 1, 8])
+def test_only_the_kept_pixels_are_computed_and_equal_the_reference(patch_multiple: int) -> None:
+    clear = _cloudy_windows()
+    features = np.random.default_rng(4).normal(size=(*clear.shape, 2)).astype(np.float32)
+    keep = np.zeros((6, 24, 24), dtype=bool)
+    keep[:, 6:18, 6:18] = True  # the cores
+    keep[2, :18, 6:] = True  # a window at the scene's top right edge keeps its outer part
+    keep[4] = False  # a padding window
+    calls: list[tuple[int, ...]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        calls.append(sequences.shape)
+        return _toy_head(sequences)
+
+    scores, used = combine_clear(head, features, clear, 3, 1, patch_multiple=patch_multiple, keep=keep)
+    expected, expected_used = _per_pattern(_toy_head, features, clear, 1)
+    np.testing.assert_array_equal(used, expected_used)  # counted everywhere
+    np.testing.assert_allclose(scores, np.where(keep[..., None], expected, 0.0), rtol=0, atol=1e-6)
+    everything: list[tuple[int, ...]] = []
+    combine_clear(lambda sequences: everything.append(sequences.shape) or _toy_head(sequences), features, clear, 3, 1,
+                  patch_multiple=patch_multiple)
+    work = sum(int(np.prod(shape[:4])) for shape in calls)
+    assert work < sum(int(np.prod(shape[:4])) for shape in everything)  # patterns outside the cores skipped
+
+
+def test_more_items_than_windows_go_in_calls_of_the_batch_size_and_powers_of_two() -> None:
+    clear = np.ones((3, 4, 8, 8), dtype=bool)
+    for date in range(4):  # rows 0-3: one date cloudy each, four patterns of 3 dates
+        clear[:, date, date] = False
+    clear[:, [0, 1], 4] = clear[:, [2, 3], 5] = clear[:, [0, 2], 6] = False  # rows 4-6: three patterns of 2
+    clear[0, [1, 3], 7] = False  # row 7: all dates clear, except in window 0 (a fourth pattern of 2 there)
+    features = np.random.default_rng(5).normal(size=(*clear.shape, 2)).astype(np.float32)
+    sizes: list[tuple[int, int]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        sizes.append(sequences.shape[:2])
+        return _toy_head(sequences)
+
+    scores, _ = combine_clear(head, features, clear, 3, 1)
+    np.testing.assert_allclose(scores, _per_pattern(_toy_head, features, clear, 1)[0], rtol=0, atol=1e-6)
+    # 10 items of 2 dates, 12 of 3, 2 of 4: calls of the batch size (3), the rest in powers of two, no padding
+    assert sizes == [(3, 2), (3, 2), (3, 2), (1, 2), (3, 3), (3, 3), (3, 3), (3, 3), (2, 4)]
+
+
+@pytest.mark.parametrize(("count", "largest"), [(0, 4), (1, 4), (7, 4), (13, 192), (174, 192), (400, 192), (5, 6)])
+def test_chunks_cover_every_item_once_in_few_sizes(count: int, largest: int) -> None:
+    chunks = _chunks(count, largest)
+    assert [start for start, _ in chunks] == list(np.cumsum([0] + [size for _, size in chunks])[:-1])
+    assert sum(size for _, size in chunks) == count
+    assert all(size == largest or (size < largest and size & (size - 1) == 0) for _, size in chunks)
 
 
 def _masks(tmp_path: Path, dates: int, seed: int) -> tuple[list[Path], np.ndarray]:
