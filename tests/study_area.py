@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shutil
 import struct
 import tomllib
@@ -719,3 +720,14 @@ def build_study_area(folder: Path, training: tuple[str, ...] = TRAINING_DATES, n
     write_aoi(area.aoi_file, aoi_polygon())
     area.write_config()
     return area
+
+
+def demo_config_copy(folder: Path, data_root: Path) -> Path:
+    """A copy of configs/demo.toml in ``folder`` whose data_root is an absolute (temporary) folder."""
+    text = (REPO_ROOT / "configs" / "demo.toml").read_text(encoding="utf-8")
+    text, count = re.subn(r"(?m)^data_root\s*=.*$", f'data_root = "{data_root.as_posix()}"', text)
+    assert count == 1
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "demo.toml"
+    path.write_text(text, encoding="utf-8")
+    return path

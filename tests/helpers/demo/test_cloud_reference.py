@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
+from study_area import demo_config_copy
 
 from helpers.core.config import Config, load_config
 from helpers.core.errors import InputError
@@ -18,27 +19,15 @@ from helpers.demo import demo_data
 from helpers.demo.cloud_reference import LAYER_THRESHOLD, CloudLayers, demo_window, reference_cloud_layers
 from helpers.demo.layout import ORIGIN_X, ORIGIN_Y
 
-REPO = Path(__file__).resolve().parents[3]
 SIZE = 168  # large enough for clouds with shadows on most cloudy dates, generated in about 3 s
 MARKER = re.escape(demo_data.MARKER_NAME)
-
-
-def _write_config(folder: Path, data_root: Path) -> Path:
-    """A copy of configs/demo.toml whose data_root is ``data_root``."""
-    text = (REPO / "configs" / "demo.toml").read_text(encoding="utf-8")
-    text, count = re.subn(r"(?m)^data_root\s*=.*$", f'data_root = "{data_root.as_posix()}"', text)
-    assert count == 1
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "demo.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, demo_data.DemoSummary]:
     """A small generated demo (seed 0), shared by the module's tests; never modify it."""
     base = tmp_path_factory.mktemp("cloud_reference")
-    config = load_config(_write_config(base, base / "root"))
+    config = load_config(demo_config_copy(base, base / "root"))
     return config, demo_data.generate_demo(config, seed=0, size=SIZE)
 
 
@@ -182,10 +171,10 @@ def test_no_marker_is_an_input_error(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "raw").mkdir(parents=True)
     (root / "raw" / "my_scene.tif").write_bytes(b"not a demo")
-    config = load_config(_write_config(tmp_path, root))
+    config = load_config(demo_config_copy(tmp_path, root))
     with pytest.raises(InputError, match=MARKER):
         reference_cloud_layers(config)
-    empty = load_config(_write_config(tmp_path / "other", tmp_path / "nothing_here"))
+    empty = load_config(demo_config_copy(tmp_path / "other", tmp_path / "nothing_here"))
     with pytest.raises(InputError, match=MARKER):
         reference_cloud_layers(empty)
 
@@ -195,7 +184,7 @@ def test_marker_without_seed_is_an_input_error(tmp_path: Path) -> None:
     (root / "raw").mkdir(parents=True)
     (root / "raw" / demo_data.MARKER_NAME).write_text(json.dumps({"size": SIZE}), encoding="utf-8")
     with pytest.raises(InputError, match=f"{MARKER}: no valid 'seed'"):
-        reference_cloud_layers(load_config(_write_config(tmp_path, root)))
+        reference_cloud_layers(load_config(demo_config_copy(tmp_path, root)))
 
 
 def test_unknown_date_and_other_dates_are_input_errors(demo: tuple[Config, demo_data.DemoSummary],
@@ -211,4 +200,4 @@ def test_unknown_date_and_other_dates_are_input_errors(demo: tuple[Config, demo_
     (root / "raw").mkdir(parents=True)
     (root / "raw" / demo_data.MARKER_NAME).write_text(json.dumps(marker), encoding="utf-8")
     with pytest.raises(InputError, match="generated with other dates"):
-        reference_cloud_layers(load_config(_write_config(tmp_path, root)))
+        reference_cloud_layers(load_config(demo_config_copy(tmp_path, root)))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import rasterio
 from rasterio import features
+from study_area import demo_config_copy
 
 from helpers.core.config import L1C_BANDS, Config, load_config
 from helpers.core.errors import InputError
@@ -30,20 +31,10 @@ SIZE = 168  # 10 m bands 168 x 168, 20 m bands 84 x 84, 60 m bands 28 x 28
 PRODUCT_RE = re.compile(r"^S2[AB]_MSIL1C_(\d{8})T101022_N0204_R022_T33UVS_(\d{8})T120000\.SAFE$")
 
 
-def _write_config(folder: Path, data_root: Path) -> Path:
-    """A copy of configs/demo.toml whose data_root is an absolute temporary folder."""
-    text = (REPO / "configs" / "demo.toml").read_text(encoding="utf-8")
-    text, count = re.subn(r"(?m)^data_root\s*=.*$", f'data_root = "{data_root.as_posix()}"', text)
-    assert count == 1
-    path = folder / "demo.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
-
-
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Config, demo_data.DemoSummary]:
     base = tmp_path_factory.mktemp("demo")
-    config = load_config(_write_config(base, base / "root"))
+    config = load_config(demo_config_copy(base, base / "root"))
     return config, demo_data.generate_demo(config, seed=0, size=SIZE)
 
 
@@ -199,7 +190,7 @@ def test_true_changes(demo: tuple[Config, demo_data.DemoSummary], scene: DemoSce
 # ---------------------------------------------------------------------- determinism
 def test_same_seed_gives_identical_files(demo: tuple[Config, demo_data.DemoSummary], tmp_path: Path) -> None:
     config, _ = demo
-    again = load_config(_write_config(tmp_path, tmp_path / "root"))
+    again = load_config(demo_config_copy(tmp_path, tmp_path / "root"))
     demo_data.generate_demo(again, seed=0, size=SIZE)
     first, second = _tree_digest(config.raw_dir), _tree_digest(again.raw_dir)
     assert first == second
@@ -284,7 +275,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_script_end_to_end(tmp_path: Path) -> None:
-    config_path = _write_config(tmp_path, tmp_path / "root")
+    config_path = demo_config_copy(tmp_path, tmp_path / "root")
     result = _run("--config", str(config_path), "--size", str(SIZE))
     assert result.returncode == 0, result.stderr
     marker = tmp_path / "root" / "raw" / demo_data.MARKER_NAME
@@ -302,7 +293,7 @@ def test_script_end_to_end(tmp_path: Path) -> None:
 
 
 def test_script_refuses_foreign_raw_folder(tmp_path: Path) -> None:
-    config_path = _write_config(tmp_path, tmp_path / "root")
+    config_path = demo_config_copy(tmp_path, tmp_path / "root")
     user_file = tmp_path / "root" / "raw" / "my_data.txt"
     user_file.parent.mkdir(parents=True)
     user_file.write_text("precious")
@@ -321,7 +312,7 @@ def test_script_refuses_foreign_raw_folder(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------- files a user added (issue 10.5)
 def test_force_keeps_files_the_generator_did_not_write(tmp_path: Path) -> None:
-    config_path = _write_config(tmp_path, tmp_path / "root")
+    config_path = demo_config_copy(tmp_path, tmp_path / "root")
     raw = tmp_path / "root" / "raw"
     assert _run("--config", str(config_path), "--size", str(SIZE)).returncode == 0
     marker = json.loads((raw / demo_data.MARKER_NAME).read_text())
