@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
@@ -64,6 +65,24 @@ def _keras_predict(model: Any) -> ArrayFn:
     return predict
 
 
+class _ExpectedRetracing(logging.Filter):
+    """Drops TensorFlow's warning about retraced predict functions.
+
+    With cloud masks a sequence model's head is called on a few batch sizes per sequence length
+    (powers of two, :mod:`helpers.predict.clear_dates`), each traced once; TensorFlow warns
+    about that as if it were a mistake, in the middle of the classification's report.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_expected_retracing() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
+        logger.addFilter(_ExpectedRetracing())
+
+
 def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> WindowModel:
     """A saved FCN or FCN + ConvLSTM as a :class:`WindowModel` for ``window``-px windows.
 
@@ -75,6 +94,7 @@ def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> Windo
 
     if not is_sequence_model(model):
         return WindowModel.fcn(_keras_predict(model), normaliser, KerasParts(model))
+    _quiet_expected_retracing()
     logits, head_for = split_sequence_model(model, window)
 
     def combine(features: np.ndarray) -> np.ndarray:

@@ -118,3 +118,18 @@ def test_combinations_are_split_into_passes_only_beyond_the_buffer_budget() -> N
     assert group_combinations([0, 1, 2, 3, 4, 5], 100, budget=1000) == [[0, 1, 2, 3, 4, 5]]
     assert group_combinations([0, 1, 2, 3, 4, 5], 400, budget=1000) == [[0, 1], [2, 3], [4, 5]]
     assert group_combinations([3, 5], 5000, budget=1000) == [[3], [5]]
+
+
+def test_tensorflows_expected_retracing_warning_is_dropped_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from helpers.predict.classification import _quiet_expected_retracing
+
+    _quiet_expected_retracing()
+    _quiet_expected_retracing()  # once is enough
+    logger = logging.getLogger("tensorflow")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        logger.warning("5 out of the last 5 calls to <f> triggered tf.function retracing.")
+        logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records] == ["another warning"]
+    assert sum(type(f).__name__ == "_ExpectedRetracing" for f in logger.filters) == 1
