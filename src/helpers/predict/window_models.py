@@ -75,6 +75,10 @@ class WindowModel:
             multitemporal forest): with cloud masks, a pixel with a cloudy date is not classified.
         keras: The Keras models behind ``encode`` and ``combine`` (None for other models): with
             them the pass can run a batch as one compiled call.
+        patch_size: 0, or the side of the square patches ``combine`` also takes besides whole
+            windows: with cloud masks, a pattern of clear dates that fills a small part of a window
+            runs on such patches around its pixels only (a ConvLSTM head; see
+            :func:`helpers.predict.clear_dates.combine_clear`).
     """
 
     encode: ArrayFn
@@ -82,6 +86,7 @@ class WindowModel:
     normaliser: Normaliser
     fixed_dates: bool = False
     keras: KerasParts | None = None
+    patch_size: int = 0
 
     @classmethod
     def fcn(cls, predict: ArrayFn, normaliser: Normaliser, keras: KerasParts | None = None) -> WindowModel:
