@@ -56,6 +56,16 @@ if TYPE_CHECKING:
 OUTPUT_BUFFER_BYTES = 1 << 30
 """Largest probability buffer of one pass; more combinations are split into several passes."""
 
+HEAD_PATCH_SIZE = 64
+"""Side of the square patches a sequence model's head runs on with cloud masks (px).
+
+A pattern of clear dates that fills a small part of a window runs on such patches around its
+pixels (:func:`helpers.predict.clear_dates.combine_clear`); one size: one more traced head per
+sequence length. 64 px is large enough that a patch of an 8-date sequence keeps a valid part of
+48 px (8 px on each side depend on its edges), and small enough that a 320-px window of the
+fast mode holds 25 of them: a small cloud costs a few patches instead of a window.
+"""
+
 
 # ---------------------------------------------------------------------- Keras models
 def _keras_predict(model: Any) -> ArrayFn:
@@ -88,7 +98,12 @@ def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> Windo
 
     A sequence model is split into its per-date FCN logits and its ConvLSTM head
     (:func:`helpers.train.models.split_sequence_model`), so that a date shared by several
-    combinations goes through the FCN once.
+    combinations goes through the FCN once. Its combination takes whole windows and, with
+    cloud masks, square patches of :data:`HEAD_PATCH_SIZE` (when smaller than the window), each
+    size through its own head.
+
+    Raises:
+        ValueError: From the combination, on inputs that are not square.
     """
     from helpers.train.models import is_sequence_model, split_sequence_model
 
@@ -98,9 +113,13 @@ def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> Windo
     logits, head_for = split_sequence_model(model, window)
 
     def combine(features: np.ndarray) -> np.ndarray:
-        return renormalised(head_for(features.shape[1]).predict_on_batch(features))
+        rows, cols = features.shape[2:4]
+        if rows != cols:
+            raise ValueError(f"the ConvLSTM head takes square inputs, not {rows}x{cols}")
+        return renormalised(head_for(features.shape[1], rows).predict_on_batch(features))
 
-    return WindowModel(_keras_predict(logits), combine, normaliser, keras=KerasParts(logits, head_for))
+    return WindowModel(_keras_predict(logits), combine, normaliser, keras=KerasParts(logits, head_for),
+                       patch_size=HEAD_PATCH_SIZE if window > HEAD_PATCH_SIZE else 0)
 
 
 # ---------------------------------------------------------------------- a model of a study area

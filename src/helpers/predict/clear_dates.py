@@ -9,8 +9,10 @@ clear there:
 * a sequence model gets the sequence of the clear dates, in chronological order: its ConvLSTM
   head runs on every window once per pattern of clear dates found in it, over the whole window
   (so that the neighbours of a pixel are seen on the same dates), the windows and patterns with
-  as many clear dates together in one call; where the caller allows it, only on patches around
-  the pattern's pixels (``patch_multiple``) and only for the pixels it keeps (``keep``);
+  as many clear dates together in one call; where the caller allows it, a pattern that fills a
+  small part of a window runs only on fixed square patches around its pixels (``patch_size``:
+  one patch shape per sequence length, so one traced head each), and only for the pixels the
+  caller keeps (``keep``);
 * a model that takes a fixed number of dates (a multitemporal forest) classifies only pixels
   clear on every date;
 * a pixel with fewer clear dates than ``[clouds] min_clear_dates`` is *not classified*: class 0,
@@ -79,7 +81,7 @@ def pattern_codes(clear: np.ndarray) -> np.ndarray:
 
 
 def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_classes: int, min_clear: int,
-                  mean: bool = False, fixed_dates: bool = False, patch_multiple: int = 0,
+                  mean: bool = False, fixed_dates: bool = False, patch_size: int = 0,
                   keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One combination's probabilities from the dates that are clear at each pixel.
 
@@ -89,7 +91,11 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
     number of clear dates go through the head together, whatever their pattern: each gets its
     own dates (:func:`_gathered`), so a batch of windows costs a few calls per sequence length
     in use (:func:`_chunks`) instead of one per pattern, none padded. Items whose pixels are
-    far apart share one window of a call (:func:`_shared`).
+    far apart share one window of a call (:func:`_shared`). With ``patch_size``, the items
+    whose pattern fills a small part of their window run on square patches of that side around
+    their pixels instead (:func:`_patched`): the patches of one sequence length all have one
+    shape, so a head that needs a static spatial size (Keras' ConvLSTM2D) is built and traced
+    once per length for them, not once per rectangle.
 
     Args:
         combine: The model's combination ``(n, dates, w, w, features) -> (n, w, w, classes)``.
@@ -100,12 +106,13 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
         mean: ``combine`` is the mean over the dates (an FCN): computed as a masked mean in
             one step instead of once per pattern.
         fixed_dates: ``combine`` takes only all the dates: pixels with a cloudy date are not classified.
-        patch_multiple: 0: ``combine`` takes whole windows only. Otherwise ``combine`` also
-            takes patches ``(n, dates, rows, cols, features)`` whose sides are multiples of this
-            (or the window's side), and a pattern that fills a small part of a window runs on
-            patches around its pixels instead (:func:`_patches`). Only for a head whose output
-            at a pixel depends on the inputs within ``dates`` pixels (a 3x3 ConvLSTM, zero
-            padded at the window's edges).
+        patch_size: 0: ``combine`` takes whole windows only. Otherwise ``combine`` also takes
+            patches ``(n, dates, patch_size, patch_size, features)``, used for an item of ``t``
+            dates that does not fill its window when ``patch_size - 2 t >= 1`` and the patch is
+            smaller than the window, unless its patches, with those of the items sharing its
+            window call, would cover as much as the window. Only for a head whose output at a
+            pixel depends on the inputs within ``t`` pixels (a 3x3 ConvLSTM, zero padded at its
+            input's edges).
         keep: bool ``(n, w, w)``, the pixels whose scores the caller keeps (a window's core), or
             None for all. Scores elsewhere are left 0: a pattern found only there is not computed,
             and the others only on patches around their kept pixels. ``used`` covers every pixel.
@@ -126,38 +133,32 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
     computed = used > 0 if keep is None else (used > 0) & keep
     codes = np.where(computed, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)
-    windows, patterns, whole = _window_patterns(codes)
-    lengths = _bit_counts(patterns, n_dates)
-    on_window, patches = np.ones(len(patterns), dtype=bool), []
-    if 0 < patch_multiple < max(codes.shape[1:]):
-        on_window, patches = _patches(codes, windows, patterns, lengths, whole, n_dates, patch_multiple)
-    for length in np.unique(lengths[on_window]).tolist():
-        of_length = np.flatnonzero(on_window & (lengths == length))
-        _on_windows(combine, features, codes, scores, (windows, patterns, whole), of_length, length)
-    for shape in sorted({patch.shape for patch in patches}):
-        same = [patch for patch in patches if patch.shape == shape]
-        for start, size in _chunks(len(same), n):
-            chosen = same[start: start + size]
-            batch = np.empty((size, *shape, features.shape[-1]), dtype=features.dtype)
-            for patch, inputs in zip(chosen, batch, strict=True):
-                patch.copy_inputs(features, inputs)
-            part = np.asarray(combine(batch), dtype=np.float32)
-            for patch, out in zip(chosen, part, strict=True):
-                np.copyto(patch.region(scores), out, where=patch.pixels[..., None])
+    found = _window_patterns(codes)
+    lengths = _bit_counts(found[1], n_dates)
+    for length in np.unique(lengths).tolist():
+        calls = _shared(codes, *found, np.flatnonzero(lengths == length), length)
+        calls, patches = _patched(codes, found, calls, length, patch_size)
+        _on_windows(combine, features, codes, scores, found, calls, length)
+        if patches:
+            _on_patches(combine, features, scores, patches, patch_size)
     return scores, used
 
 
+Calls = tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]
+"""Whole-window calls of one length: the hosts and their guests (:func:`_shared`)."""
+
+
 def _on_windows(combine: ArrayFn, features: np.ndarray, codes: np.ndarray, scores: np.ndarray,
-                found: tuple[np.ndarray, np.ndarray, np.ndarray], items: np.ndarray, length: int) -> None:
-    """The head on whole windows for ``items``, all of ``length`` clear dates, their pixels written to ``scores``.
+                found: tuple[np.ndarray, np.ndarray, np.ndarray], calls: Calls, length: int) -> None:
+    """The head on whole windows for items of ``length`` clear dates, their pixels written to ``scores``.
 
     Args:
         found: Per item, its window, pattern and whether the pattern fills its window
             (:func:`_window_patterns`).
-        items: Indices into ``found``.
+        calls: The items as hosts and guests of windows (:func:`_shared`).
     """
     windows, patterns, whole = found
-    hosts, guests = _shared(codes, windows, patterns, whole, items, length)
+    hosts, guests = calls
     for start, size in _chunks(len(hosts), len(features)):
         chosen = hosts[start: start + size]
         batch = _gathered(features, windows[chosen], patterns[chosen], length)
@@ -202,11 +203,11 @@ def _window_patterns(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def _shared(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, whole: np.ndarray, items: np.ndarray,
-            length: int) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+            length: int) -> Calls:
     """Items of one length that can share a head call with another, and with which.
 
     The head's output at a pixel depends on the inputs within ``length`` pixels (see
-    :func:`_patches`). Two items whose pattern pixels, grown by ``length`` (their *reach*), do
+    :func:`_patched`). Two items whose pattern pixels, grown by ``length`` (their *reach*), do
     not overlap can go through the head in one window: the first item's window with the second
     one's features written over the second one's reach. Each keeps its own pixels, at the same
     place in the window, so the zero padding at the window's edges is the same. Items with a
@@ -289,14 +290,14 @@ def _gathered(features: np.ndarray, windows: np.ndarray, patterns: np.ndarray, l
 
 @dataclass(frozen=True)
 class _Patch:
-    """A rectangle of one window on which one pattern is computed, and the pixels it gives.
+    """A square patch of one window on which one pattern is computed, and the pixels it gives.
 
     Attributes:
         window: Index of the window in the batch.
         dates: The pattern's clear dates (chronological indices into the combination).
-        y: First row of the rectangle in the window.
+        y: First row of the patch in the window.
         x: First column.
-        pixels: bool ``(rows, cols)``, the pixels of the pattern taken from this rectangle.
+        pixels: bool ``(side, side)``, the pattern's pixels taken from this patch (those of its cell).
     """
 
     window: int
@@ -305,68 +306,131 @@ class _Patch:
     x: int
     pixels: np.ndarray
 
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """``(dates, rows, cols)``: patches of one shape go through the head together."""
-        return (len(self.dates), *self.pixels.shape)
-
     def region(self, array: np.ndarray) -> np.ndarray:
-        """The rectangle of the patch's window in ``array`` ``(n, [dates,] w, w, ...)``, a view."""
+        """The patch's square of its window in ``array`` ``(n, [dates,] w, w, ...)``, a view."""
         rows, cols = self.pixels.shape
         if array.ndim == 5:
             return array[self.window, :, self.y: self.y + rows, self.x: self.x + cols]
         return array[self.window, self.y: self.y + rows, self.x: self.x + cols]
 
     def copy_inputs(self, features: np.ndarray, out: np.ndarray) -> None:
-        """Write into ``out`` ``(dates, rows, cols, features)`` the rectangle on the pattern's dates."""
+        """Write into ``out`` ``(dates, side, side, features)`` the patch on the pattern's dates."""
         region = self.region(features)
         for step, date in enumerate(self.dates):  # plain slice copies (np.take is slow on a strided source)
             out[step] = region[date]
 
 
-def _patches(codes: np.ndarray, windows: np.ndarray, patterns: np.ndarray, lengths: np.ndarray, whole: np.ndarray,
-             n_dates: int, multiple: int) -> tuple[np.ndarray, list[_Patch]]:
-    """Patches for the items whose pattern fills a small part of their window.
+def _patched(codes: np.ndarray, found: tuple[np.ndarray, np.ndarray, np.ndarray], calls: Calls, length: int,
+             size: int) -> tuple[Calls, list[_Patch]]:
+    """The window calls of one length whose items go on square patches of side ``size`` instead.
 
     A ConvLSTM's output after ``t`` dates at a pixel depends on the inputs within ``t`` pixels
-    (one 3x3 convolution per date, in each direction). So a rectangle of the window that holds
-    a pixel's ``t``-neighbourhood (clipped to the window) gives it the same value as the whole
-    window, provided it lies inside the window: its sides are either the window's edges, where
-    the zero padding is the same, or at least ``t`` pixels away. Each connected part of the
-    pattern's pixels grown by ``t`` gets the smallest such rectangle with sides rounded up to
-    ``multiple`` (so that few shapes, each a traced head, are needed).
+    (one 3x3 convolution per date, in each direction). A patch therefore gives the whole
+    window's value in its *valid part*: all but ``t`` pixels on each side, except on a side
+    lying on the window's edge, where the zero padding is the same as the window's. Each axis
+    of length ``L`` is tiled into cells of side ``s = size - 2 t``, cell ``i`` being
+    ``[i s, min((i + 1) s, L))``, whose patch starts at ``a = clamp(i s - t, 0, L - size)``.
+    Every cell lies in its patch's valid part:
+
+    * ``a = i s - t``: the valid part is ``[i s, (i + 1) s)`` (or reaches 0 or ``L`` where
+      the patch touches the window's edge), which holds the cell;
+    * ``a = 0`` (``i s < t``): the valid part is ``[0, size - t)`` and the cell ends at most
+      at ``(i + 1) s <= s + t = size - t``;
+    * ``a = L - size`` (``i s - t > L - size > 0``): the valid part is ``[L - size + t, L)``
+      and the cell starts at ``i s > L - size + t``.
+
+    The cells holding pixels of an item (its pattern's pixels that are computed) each give one
+    patch, which keeps the item's pixels of its cell only. A window call (a host and its
+    guests) goes on patches when none of its items fills its window and their patches cover
+    less than the window: so patches never cost more than the call they replace.
+
+    Args:
+        codes: int64 ``(n, rows, cols)`` pattern codes, -1 where a pixel is not computed.
+        found: Per item, its window, pattern and whether it fills its window (:func:`_window_patterns`).
+        calls: The items of ``length`` dates as hosts and guests of windows (:func:`_shared`).
+        length: Their number of clear dates ``t``.
+        size: The patch side, 0 for none.
 
     Returns:
-        Which items still run on the whole window (those whose rectangles would cover as much
-        as the window), and the patches of the others.
+        The window calls left (all if ``size`` is 0, not smaller than the window or leaves no
+        valid part, ``size - 2 t < 1``) and the patches of the others.
     """
-    from scipy import ndimage
-
-    height, width = codes.shape[1:]
-    on_window = np.ones(len(patterns), dtype=bool)
+    windows, patterns, whole = found
+    hosts, guests = calls
+    rows, cols = codes.shape[1:]
+    if not (0 < size < min(rows, cols) and size - 2 * length >= 1):
+        return calls, []
+    step = size - 2 * length
+    members: list[list[int]] = [[host] for host in hosts.tolist()]
+    for place, item, _ in guests:
+        members[place].append(item)
+    moved = np.zeros(len(hosts), dtype=bool)
     patches: list[_Patch] = []
-    for item in np.flatnonzero(~whole).tolist():
-        window, length = int(windows[item]), int(lengths[item])
-        pixels = codes[window] == patterns[item]
-        reach = ndimage.maximum_filter(pixels, size=2 * length + 1, mode="constant", cval=False)
-        labels, _ = ndimage.label(reach)
-        dates = tuple(_dates_of(int(patterns[item]), n_dates))
-        found = []
-        for label, (rows, cols) in enumerate(ndimage.find_objects(labels), start=1):
-            y, h = _span(rows, multiple, height)
-            x, w = _span(cols, multiple, width)
-            own = pixels[y: y + h, x: x + w] & (labels[y: y + h, x: x + w] == label)
-            found.append(_Patch(window, dates, y, x, own))
-        if sum(patch.pixels.size for patch in found) < height * width:
-            on_window[item] = False
-            patches.extend(found)
-    return on_window, patches
+    for place, items in enumerate(members):
+        if whole[items].any():
+            continue
+        masks, cells = [], []
+        for item in items:
+            masks.append(codes[windows[item]] == patterns[item])
+            cells.append(_cells_with(masks[-1], step))
+            if sum(len(rows_of) for rows_of, _ in cells) * size * size >= rows * cols:
+                break  # the window call costs less: kept
+        else:
+            moved[place] = True
+            for item, pixels, of_item in zip(items, masks, cells, strict=True):
+                starts = _patch_starts(of_item, pixels.shape, size, length)
+                own = _cell_pixels(pixels, of_item, starts, size, step)
+                code = int(patterns[item])
+                dates = tuple(_dates_of(code, code.bit_length()))  # no clear date above its highest bit
+                patches.extend(_Patch(int(windows[item]), dates, y, x, mask)
+                               for y, x, mask in zip(*(a.tolist() for a in starts), own, strict=True))
+    places = np.cumsum(~moved) - 1  # a kept host's new place
+    kept = [(int(places[place]), item, reach) for place, item, reach in guests if not moved[place]]
+    return (hosts[~moved], kept), patches
 
 
-def _span(part: slice, multiple: int, length: int) -> tuple[int, int]:
-    """Start and size of ``part`` of an axis of ``length``, the size rounded up to ``multiple``, inside the axis."""
-    size = min(length, -(-(part.stop - part.start) // multiple) * multiple)
-    return min(part.start, length - size), size
+def _cells_with(pixels: np.ndarray, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the ``step`` x ``step`` cells of a window holding any of ``pixels``."""
+    rows, cols = pixels.shape
+    cell_rows, cell_cols = -(-rows // step), -(-cols // step)
+    padded = np.zeros((cell_rows * step, cell_cols * step), dtype=bool)
+    padded[:rows, :cols] = pixels
+    return np.nonzero(padded.reshape(cell_rows, step, cell_cols, step).any(axis=(1, 3)))
+
+
+def _patch_starts(cells: tuple[np.ndarray, np.ndarray], shape: tuple[int, int], size: int,
+                  reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """First row and column of each cell's patch: ``reach`` before the cell, inside the window."""
+    step = size - 2 * reach
+    (rows, cols), (cell_rows, cell_cols) = shape, cells
+    return np.clip(cell_rows * step - reach, 0, rows - size), np.clip(cell_cols * step - reach, 0, cols - size)
+
+
+def _cell_pixels(pixels: np.ndarray, cells: tuple[np.ndarray, np.ndarray], starts: tuple[np.ndarray, np.ndarray],
+                 size: int, step: int) -> np.ndarray:
+    """bool ``(patches, size, size)``: per patch, ``pixels`` inside its cell, in the patch's coordinates."""
+    ys, xs = (start[:, None] + np.arange(size) for start in starts)  # (patches, size) window rows and columns
+    in_rows = ys // step == cells[0][:, None]
+    in_cols = xs // step == cells[1][:, None]
+    return pixels[ys[:, :, None], xs[:, None, :]] & in_rows[:, :, None] & in_cols[:, None, :]
+
+
+def _on_patches(combine: ArrayFn, features: np.ndarray, scores: np.ndarray, patches: list[_Patch],
+                size: int) -> None:
+    """The head on ``patches``, all of one sequence length, their pixels written to ``scores``.
+
+    The patches go in calls of the batch's size and powers of two (:func:`_chunks`), like whole
+    windows, so a compiled head traces a handful of batch sizes for the one patch shape.
+    """
+    length = len(patches[0].dates)
+    for start, count in _chunks(len(patches), len(features)):
+        chosen = patches[start: start + count]
+        batch = np.empty((count, length, size, size, features.shape[-1]), dtype=features.dtype)
+        for patch, inputs in zip(chosen, batch, strict=True):
+            patch.copy_inputs(features, inputs)
+        part = np.asarray(combine(batch), dtype=np.float32)
+        for patch, out in zip(chosen, part, strict=True):
+            np.copyto(patch.region(scores), out, where=patch.pixels[..., None])
 
 
 @dataclass

@@ -10,7 +10,8 @@ The sequence model applies the FCN (without its softmax) to every date of a sequ
 feeds the per-date class scores to a bidirectional ConvLSTM, as the original
 ``lstm_fixed_seq.py`` / ``lstm_random_seq.py`` did. Keras 3's ConvLSTM2D needs a fixed
 spatial size, so :func:`split_sequence_model` builds its two parts (per-date logits, per-sequence
-head) at another window size with the same weights (classification uses large windows).
+head) at another window size with the same weights (classification uses large windows), and
+the head also at the size of the patches that classification with cloud masks uses.
 
 Precision: the layers follow Keras' global dtype policy (``float32``, the paper's, or a mixed
 policy set by :func:`set_precision`), except the final softmax and the ConvLSTM head, which
@@ -303,39 +304,54 @@ def _unbuilt_head(head: keras.layers.Bidirectional) -> keras.layers.Bidirectiona
     return keras.layers.Bidirectional.from_config(config)
 
 
-def split_sequence_model(model: keras.Model, tile_size: int) -> tuple[keras.Model, Callable[[int], keras.Model]]:
+def split_sequence_model(
+    model: keras.Model, tile_size: int
+) -> tuple[keras.Model, Callable[[int, int | None], keras.Model]]:
     """A sequence model's two parts at another window size: per date, and per sequence.
 
     Used to classify several date combinations that share dates: each date's FCN logits are
     computed once and fed to the head of every combination that contains the date. The
     composition ``head(t)(stack of logits(x_i))`` equals the model on ``(x_1 .. x_t)``.
 
+    The head also comes at other sizes, for square patches of a window: with cloud masks a
+    pattern of clear dates that fills a small part of a window runs on patches around its
+    pixels only (:func:`helpers.predict.clear_dates.combine_clear`). Keras' ConvLSTM2D needs a
+    static spatial size, so each size is a model of its own (built and traced once), which is
+    why the patches have one fixed size. The head has no downsampling: any size works.
+
     Args:
         model: A model from :func:`build_fcn_lstm` (or loaded from one).
         tile_size: Side of the square input window (a multiple of 32).
 
     Returns:
-        ``(logits, head)``: the FCN cut before its softmax, ``(n, tile, tile, bands) ->
-        (n, tile, tile, classes)``, and a function giving, for ``t`` dates, the ConvLSTM
-        head ``(n, t, tile, tile, classes) -> (n, tile, tile, classes)`` (built once per
-        ``t``). All weights are copies.
+        ``(logits, head_for)``: the FCN cut before its softmax, ``(n, tile, tile, bands) ->
+        (n, tile, tile, classes)``, and a function ``head_for(t, size=None)`` giving, for ``t``
+        dates, the ConvLSTM head ``(n, t, size, size, classes) -> (n, size, size, classes)``
+        (``size`` None: ``tile_size``), built once per ``(t, size)``. All weights are copies,
+        the same in every head.
 
     Raises:
-        ValueError: If ``model`` is not such a sequence model or the size is invalid.
+        ValueError: If ``model`` is not such a sequence model or the size is invalid (and, from
+            ``head_for``, for fewer than 1 date or a size below 1).
     """
     old_fcn, head = _sequence_layers(model)
     _check_sequence_size(1, tile_size)
     logits = _logits_model(_copy_fcn(old_fcn, tile_size))
-    heads: dict[int, keras.Model] = {}
+    heads: dict[tuple[int, int], keras.Model] = {}
 
-    def head_for(timesteps: int) -> keras.Model:
-        if timesteps not in heads:
-            _check_sequence_size(timesteps, tile_size)
+    def head_for(timesteps: int, size: int | None = None) -> keras.Model:
+        side = tile_size if size is None else size
+        if (timesteps, side) not in heads:
+            if timesteps < 1:
+                raise ValueError(f"timesteps must be at least 1, got {timesteps}")
+            if side < 1:
+                raise ValueError(f"the head's input size must be at least 1 px, got {side}")
             new_head = _unbuilt_head(head)
-            inputs = keras.Input(shape=(timesteps, tile_size, tile_size, model_classes(logits)), name="date_scores")
-            heads[timesteps] = keras.Model(inputs, new_head(inputs), name=f"{model.name}_head_{timesteps}")
+            inputs = keras.Input(shape=(timesteps, side, side, model_classes(logits)), name="date_scores")
+            name = f"{model.name}_head_{timesteps}" + ("" if side == tile_size else f"_{side}px")
+            heads[timesteps, side] = keras.Model(inputs, new_head(inputs), name=name)
             new_head.set_weights(head.get_weights())
-        return heads[timesteps]
+        return heads[timesteps, side]
 
     return logits, head_for
 

@@ -112,6 +112,36 @@ def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_wind
         assert got[0].shape == expected.shape and not np.allclose(got[1], got[0])
 
 
+def test_a_split_sequence_model_runs_small_clouds_on_patches_of_its_head_with_the_windows_values() -> None:
+    import keras
+
+    from helpers.predict.classification import HEAD_PATCH_SIZE, keras_window_model
+    from helpers.predict.clear_dates import combine_clear
+    from helpers.train.models import build_fcn_lstm, build_unet
+
+    keras.utils.set_random_seed(6)
+    sequence = build_fcn_lstm(build_unet(N_BANDS, N_CLASSES, width=0.0625, tile_size=32), 3, 32)
+    assert keras_window_model(sequence, HEAD_PATCH_SIZE, IDENTITY).patch_size == 0  # no patch below the window
+    model = keras_window_model(sequence, 128, IDENTITY)
+    assert model.patch_size == HEAD_PATCH_SIZE
+    features = np.random.default_rng(9).normal(size=(2, 3, 128, 128, N_CLASSES)).astype(np.float32)
+    clear = np.ones((2, 3, 128, 128), dtype=bool)
+    clear[0, 1, 4:9, 118:124] = clear[1, 0, 60:64, 70:75] = False  # a small cloud near an edge, one inside
+    sizes: list[tuple[int, ...]] = []
+
+    def combine(batch: np.ndarray) -> np.ndarray:
+        sizes.append(batch.shape[1:4])
+        return model.combine(batch)
+
+    patched, used = combine_clear(combine, features, clear, N_CLASSES, 1, patch_size=model.patch_size)
+    whole, whole_used = combine_clear(model.combine, features, clear, N_CLASSES, 1)
+    assert (2, 64, 64) in sizes and set(sizes) <= {(2, 64, 64), (3, 128, 128)}
+    np.testing.assert_array_equal(used, whole_used)
+    np.testing.assert_allclose(patched, whole, atol=1e-5)
+    with pytest.raises(ValueError, match="square"):
+        model.combine(features[:, :, :64])
+
+
 def test_combinations_are_split_into_passes_only_beyond_the_buffer_budget() -> None:
     from helpers.predict.classification import group_combinations
 

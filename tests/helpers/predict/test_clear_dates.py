@@ -137,9 +137,14 @@ def _cloudy_windows() -> np.ndarray:
     return clear
 
 
-@pytest.mark.parametrize("patch_multiple", [0, 1, 8])
+def _work(calls: list[tuple[int, ...]]) -> int:
+    """Pixels the head computed over all calls (items x dates x rows x cols)."""
+    return sum(int(np.prod(shape[:4])) for shape in calls)
+
+
+@pytest.mark.parametrize("patch_size", [0, 10, 16])
 @pytest.mark.parametrize(("min_clear", "fixed_dates"), [(1, False), (2, False), (3, False), (1, True)])
-def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_multiple: int, min_clear: int,
+def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_size: int, min_clear: int,
                                                             fixed_dates: bool) -> None:
     clear = _cloudy_windows()
     features = np.random.default_rng(3).normal(size=(*clear.shape, 2)).astype(np.float32)
@@ -150,7 +155,7 @@ def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_multiple: int
         return _toy_head(sequences)
 
     scores, used = combine_clear(head, features, clear, 3, min_clear, fixed_dates=fixed_dates,
-                                 patch_multiple=patch_multiple)
+                                 patch_size=patch_size)
     expected, expected_used = _per_pattern(_toy_head, features, clear, min_clear, fixed_dates)
     np.testing.assert_array_equal(used, expected_used)
     assert used.dtype == np.uint8 and scores.dtype == np.float32
@@ -158,15 +163,22 @@ def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_multiple: int
     np.testing.assert_array_equal(scores.argmax(axis=-1), expected.argmax(axis=-1))
     assert not scores[used == 0].any()
     whole = [shape for shape in calls if shape[2:4] == (24, 24)]
-    if patch_multiple == 0:  # whole windows only, at most one per (window, pattern), by length in chunks
+    assert all(shape[0] in (1, 2, 4, len(clear)) for shape in calls)  # the batch size or powers of two
+    if patch_size == 0:  # whole windows only, at most one per (window, pattern), by length in chunks
         items = Counter(bin(code).count("1") for window in np.where(used > 0, pattern_codes(clear), -1)
                         for code in set(window.ravel().tolist()) - {-1})
-        assert len(whole) == len(calls) and all(shape[0] in (1, 2, 4, len(clear)) for shape in calls)
+        assert len(whole) == len(calls)
         assert {shape[1] for shape in calls} == set(items)
         assert all(sum(shape[0] for shape in calls if shape[1] == length) <= count for length, count in items.items())
-    else:
+    else:  # one patch shape per length, and less work than on whole windows
+        assert all(shape[2:4] in ((patch_size, patch_size), (24, 24)) for shape in calls)
+        assert all(patch_size - 2 * shape[1] >= 1 for shape in calls if shape[2:4] != (24, 24))
         assert fixed_dates or len(whole) < len(calls)
-        assert all(side % patch_multiple == 0 or side == 24 for shape in calls for side in shape[2:4])
+        if len(whole) < len(calls):
+            windows_only: list[tuple[int, ...]] = []
+            combine_clear(lambda s: windows_only.append(s.shape) or _toy_head(s), features, clear, 3, min_clear,
+                          fixed_dates=fixed_dates)
+            assert _work(calls) < _work(windows_only)
 
 
 def test_patterns_far_apart_share_one_window_of_a_call() -> None:
@@ -188,8 +200,8 @@ def test_patterns_far_apart_share_one_window_of_a_call() -> None:
     assert sorted(calls) == [(2, 2), (3, 3)]  # three items of 2 dates in two windows, three windows of 3
 
 
-@pytest.mark.parametrize("patch_multiple", [0, 1, 8])
-def test_only_the_kept_pixels_are_computed_and_equal_the_reference(patch_multiple: int) -> None:
+@pytest.mark.parametrize("patch_size", [0, 10, 16])
+def test_only_the_kept_pixels_are_computed_and_equal_the_reference(patch_size: int) -> None:
     clear = _cloudy_windows()
     features = np.random.default_rng(4).normal(size=(*clear.shape, 2)).astype(np.float32)
     keep = np.zeros((6, 24, 24), dtype=bool)
@@ -202,15 +214,37 @@ def test_only_the_kept_pixels_are_computed_and_equal_the_reference(patch_multipl
         calls.append(sequences.shape)
         return _toy_head(sequences)
 
-    scores, used = combine_clear(head, features, clear, 3, 1, patch_multiple=patch_multiple, keep=keep)
+    scores, used = combine_clear(head, features, clear, 3, 1, patch_size=patch_size, keep=keep)
     expected, expected_used = _per_pattern(_toy_head, features, clear, 1)
     np.testing.assert_array_equal(used, expected_used)  # counted everywhere
     np.testing.assert_allclose(scores, np.where(keep[..., None], expected, 0.0), rtol=0, atol=1e-6)
+    assert all(shape[2:4] in ((patch_size, patch_size), (24, 24)) for shape in calls)
     everything: list[tuple[int, ...]] = []
     combine_clear(lambda sequences: everything.append(sequences.shape) or _toy_head(sequences), features, clear, 3, 1,
-                  patch_multiple=patch_multiple)
-    work = sum(int(np.prod(shape[:4])) for shape in calls)
-    assert work < sum(int(np.prod(shape[:4])) for shape in everything)  # patterns outside the cores skipped
+                  patch_size=patch_size)
+    assert _work(calls) < _work(everything)  # patterns outside the cores skipped
+
+
+@pytest.mark.parametrize("patch_size", [10, 16])
+@pytest.mark.parametrize("pixel", [(0, 0), (1, 22), (23, 23), (22, 1), (0, 12), (12, 11), (5, 17)])
+def test_a_lone_pixel_at_a_corner_an_edge_or_inside_gets_the_whole_windows_value(patch_size: int,
+                                                                                   pixel: tuple[int, int]) -> None:
+    clear = np.ones((2, 4, 24, 24), dtype=bool)
+    clear[0, 1, pixel[0], pixel[1]] = False  # one pixel of 3 dates in a window of 4
+    clear[1, 2, pixel[0], pixel[1]] = clear[1, 0, 12, 6] = False  # and with a second one in the middle
+    features = np.random.default_rng(8).normal(size=(*clear.shape, 2)).astype(np.float32)
+    calls: list[tuple[int, ...]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        calls.append(sequences.shape)
+        return _toy_head(sequences)
+
+    scores, _ = combine_clear(head, features, clear, 3, 1, patch_size=patch_size)
+    expected, _ = _per_pattern(_toy_head, features, clear, 1)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=1e-6)
+    patches = [shape for shape in calls if shape[2:4] == (patch_size, patch_size)]
+    assert sum(shape[0] for shape in patches) == 3 and {shape[1] for shape in patches} == {3}
+    assert sorted(shape[:2] for shape in calls if shape[2:4] == (24, 24)) == [(2, 4)]
 
 
 def test_more_items_than_windows_go_in_calls_of_the_batch_size_and_powers_of_two() -> None:

@@ -227,7 +227,21 @@ def test_split_parts_compose_to_the_model_at_another_size(small_sequence: keras.
     np.testing.assert_allclose(head_for(dates).predict(per_date, verbose=0), whole, atol=1e-6)
     shorter = sequence_model_at(small_sequence, 64, timesteps=2).predict(big[:, 1:3], verbose=0)
     np.testing.assert_allclose(head_for(2).predict(per_date[:, 1:3], verbose=0), shorter, atol=1e-6)
-    assert head_for(2) is head_for(2)  # built once per sequence length
+    assert head_for(2) is head_for(2) is head_for(2, 64)  # built once per sequence length
+    for steps, scores in ((dates, per_date), (2, per_date[:, 1:3])):
+        on_window = head_for(steps).predict(scores, verbose=0)
+        for y, x in ((0, 0), (12, 12), (24, 24), (0, 24)):  # corners of the window, and inside it
+            crop = head_for(steps, 40).predict(scores[:, :, y: y + 40, x: x + 40], verbose=0)
+            # valid: all but ``steps`` px on each side inside the window (the window's edge pads alike)
+            top, left = (0 if y == 0 else steps), (0 if x == 0 else steps)
+            bottom, right = (40 if y == 24 else 40 - steps), (40 if x == 24 else 40 - steps)
+            np.testing.assert_allclose(crop[:, top:bottom, left:right],
+                                       on_window[:, y + top: y + bottom, x + left: x + right], atol=1e-6)
+            if y > 0:  # just inside the margin, the crop's own padding shows: the comparison is a real one
+                assert not np.allclose(crop[:, steps - 1], on_window[:, y + steps - 1, x: x + 40], atol=1e-6)
+    assert head_for(2, 40) is head_for(2, 40) and head_for(2, 40).inputs[0].shape == (None, 2, 40, 40, 8)
+    with pytest.raises(ValueError, match="at least 1 px"):
+        head_for(2, 0)
 
 
 def test_saved_model_reloads_with_its_loss(small_fcn: keras.Model, small_sequence: keras.Model,
