@@ -33,11 +33,10 @@ import rasterio
 from helpers.core.errors import InputError
 from helpers.core.io import open_raster
 from helpers.predict.clear_dates import clear_of
-from helpers.predict.device_batches import FusedBatches
+from helpers.predict.pass_batches import PIXEL_BUDGET, pass_batches
 from helpers.predict.scene_reading import ChunkReader, area_layers
 from helpers.predict.window_models import (  # noqa: F401 (mean_over_dates, renormalised: moved, still importable here)
     BatchFn,
-    HostBatches,
     WindowModel,
     WindowOutputs,
     mean_over_dates,
@@ -51,8 +50,6 @@ FAST_MARGIN = 32
 """Margin discarded on each side of a fast-mode window (window 320 = 10 x 32)."""
 MODEL_MULTIPLE = 32
 """Window sides must be multiples of this (the U-Net downsamples five times)."""
-PIXEL_BUDGET = 1 << 18
-"""Default number of input pixels (windows x dates x window area) per model call."""
 PASS_CACHE_MB = 128
 """GDAL block cache during a pass (GDAL's default, 5 % of the RAM, would hold decoded blocks that
 the chunk reader already keeps)."""
@@ -231,37 +228,6 @@ def _open_stacks(stacks: Sequence[Path], n_bands: int, stack: contextlib.ExitSta
     return datasets
 
 
-FUSED_KEPT = 8
-"""Fused batch functions kept for reuse (a classification's passes, a benchmark's warm-up and timing)."""
-_FUSED: dict[tuple, tuple[Sequence[WindowModel], BatchFn]] = {}  # the models are kept too: their ids stay valid
-
-
-def batch_function(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
-                   n_bands: int, n_classes: int, window: int, masked: bool, min_clear_dates: int = 1,
-                   fused: bool | None = None, crop: int = 0) -> BatchFn:
-    """How the pass runs a batch: fused into one compiled call where it can, else on the host.
-
-    Args:
-        fused: True: fuse (:mod:`helpers.predict.device_batches`; a ValueError if the models
-            cannot be); False: the host path; None: fuse when the models allow it.
-        crop: A fused call returns the maps without this many pixels on every side.
-        (the others as :func:`predict_scene`)
-    """
-    from helpers.predict.device_batches import can_fuse, fused_batches
-
-    if fused or (fused is None and can_fuse(models, masked)):
-        key = (tuple(id(m) for m in models), tuple(tuple(c) for c in combinations), n_dates, window, n_bands, masked,
-               min_clear_dates, crop)
-        if key not in _FUSED:  # a fused model is traced on its first call: reuse it for the same work
-            while len(_FUSED) >= FUSED_KEPT:
-                _FUSED.pop(next(iter(_FUSED)))
-            _FUSED[key] = (models, fused_batches(models, combinations, n_dates, window, n_bands, masked,
-                                                 min_clear_dates, crop))
-        return _FUSED[key][1]
-    per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
-    return HostBatches(models, combinations, n_dates, n_classes, per_call, min_clear_dates)
-
-
 def predict_scene(
     models: Sequence[WindowModel],
     stacks: Sequence[Path],
@@ -334,12 +300,9 @@ def predict_scene(
             masks = ChunkReader([opened.enter_context(open_raster(path)) for path in cloud_masks], window,
                                  rows.starts.tolist(), np.uint8)
             opened.callback(masks.close)
-        predict_full = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
-                                      min_clear_dates, fused)
-        predict_core = None  # windows that write only their core: a fused call returns just the core
-        if margin > 0 and isinstance(predict_full, FusedBatches):
-            predict_core = batch_function(models, combos, dates, n_bands, n_classes, window, masks is not None,
-                                          min_clear_dates, True, crop=margin)
+        functions = pass_batches(models, combos, dates, n_bands, n_classes, window, margin, masks is not None,
+                                 min_clear_dates, fused)
+        in_use = sorted({d for c in combos for d in c})
         writes_core = (rows.lo - rows.starts == margin) & (rows.hi - rows.starts == window - margin)
         cols_core = (cols.lo - cols.starts == margin) & (cols.hi - cols.starts == window - margin)
         batch = batch_size or default_batch_size(window, dates)
@@ -350,11 +313,11 @@ def predict_scene(
         area = np.zeros((capacity, width), dtype=bool)
         used = None if masks is None else np.zeros((len(combos), capacity, width), dtype=np.uint8)
         top = 0  # scene row of buffer row 0
-        queues = [_Queue(predict, batch, dates, window, n_bands, masks is not None)
-                  for predict in (predict_full, predict_core) if predict is not None]
+        queues = {id(predict): _Queue(predict, batch, dates, window, n_bands, masks is not None)
+                  for predict in functions.functions()}
 
         def flush(*which: _Queue) -> None:
-            for queue in which or queues:
+            for queue in which or queues.values():
                 if queue.pending:
                     out = queue.run()
                     targets = [(maps, out.probabilities), (classes[:, None], out.classes[:, :, None]),
@@ -387,15 +350,23 @@ def predict_scene(
                         yield take(block_rows)
                 strip = reader.rows_at(int(y), window)
                 mask_strip = None if masks is None else masks.rows_at(int(y), window)
+                cloudy = None  # per pixel of the strip: some date of a combination not clear
+                if functions.routed:
+                    cloudy = ~clear_of(mask_strip[in_use, 0, r0 - y: r1 - y]).all(axis=0)
                 area[r0 - top: r1 - top] = area_layers(strip[0, :, r0 - y: r1 - y], n_bands)
                 for c, x in enumerate(cols.starts):
                     if skip_outside and not area[r0 - top: r1 - top, cols.lo[c]: cols.hi[c]].any():
                         continue
-                    queue = queues[-1] if writes_core[r] and cols_core[c] else queues[0]
+                    core = writes_core[r] and cols_core[c]
+                    if cloudy is None or cloudy[:, cols.lo[c]: cols.hi[c]].any():
+                        predict = functions.core if core else functions.edge
+                    else:
+                        predict = functions.core_clear if core else functions.edge_clear
+                    queue = queues[id(predict)]
                     if queue.add(r, c, strip[:, :n_bands, :, x: x + window],
                                  None if mask_strip is None else mask_strip[:, 0, :, x: x + window]):
                         flush(queue)
-                complete = min([int(rows.lo[q.pending[0][0]]) for q in queues if q.pending], default=r1)
+                complete = min([int(rows.lo[q.pending[0][0]]) for q in queues.values() if q.pending], default=r1)
                 while complete - top >= block_rows:
                     yield take(block_rows)
                 bar.update(len(cols.starts))

@@ -18,6 +18,7 @@ A batch of windows goes through the models in one of two ways, with the same res
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -51,13 +52,13 @@ class KerasParts:
 
     Attributes:
         encoder: ``(n, w, w, bands) -> (n, w, w, features)``, the per-date part.
-        head_for: For ``t`` dates, the model ``(n, t, w, w, features) -> (n, w, w, classes)``
-            of a sequence model (its scores renormalised afterwards); None for an FCN, whose
-            combination is the mean over the dates.
+        head_for: For ``t`` dates (and a side, default the window's), the model ``(n, t, w, w,
+            features) -> (n, w, w, classes)`` of a sequence model (its scores renormalised
+            afterwards); None for an FCN, whose combination is the mean over the dates.
     """
 
     encoder: Any
-    head_for: Callable[[int], Any] | None = None
+    head_for: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,19 @@ class HostBatches:
         n_classes: Number of model outputs.
         per_call: Images (or sequences) per model call, to bound activation memory.
         min_clear_dates: With cloud masks, fewest clear dates a pixel needs to be classified.
+        crop: Pixels cut from every side of the maps it returns (the margin, for windows whose
+            written part is their core). With cloud masks, a sequence model's head is not run
+            for the patterns found only in the cut part (``keep`` of
+            :func:`helpers.predict.clear_dates.combine_clear`).
     """
 
     def __init__(self, models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
-                 n_classes: int, per_call: int, min_clear_dates: int = 1) -> None:
+                 n_classes: int, per_call: int, min_clear_dates: int = 1, crop: int = 0) -> None:
         self.models = list(models)
         self.combinations = [list(c) for c in combinations]
         self.n_dates, self.n_classes, self.per_call = n_dates, n_classes, per_call
         self.min_clear_dates = min_clear_dates
+        self.crop = crop
         lengths = sorted({len(c) for c in self.combinations})
         self.same_length = [[k for k, c in enumerate(self.combinations) if len(c) == n] for n in lengths]
         self._inputs: np.ndarray | None = None
@@ -173,6 +179,13 @@ class HostBatches:
     def __call__(self, raw: np.ndarray, clear: np.ndarray | None) -> WindowOutputs:
         """The maps of a batch ``raw`` (uint16 ``(n, dates, w, w, bands)``), with or without clear masks."""
         n, dates, window = raw.shape[:3]
+        if not 0 <= 2 * self.crop < window:
+            raise ValueError(f"a crop of {self.crop} px leaves nothing of a {window}-px window")
+        kept = slice(self.crop, window - self.crop)
+        keep = None
+        if self.crop and clear is not None:
+            keep = np.zeros((max(map(len, self.same_length)) * n, window, window), dtype=bool)
+            keep[:, kept, kept] = True
         if self._inputs is None or self._inputs.shape[:1] != (n * dates,) or self._inputs.shape[1:] != raw.shape[2:]:
             self._inputs = np.empty((n * dates, *raw.shape[2:]), dtype=np.float32)
         inputs, combos = self._inputs, self.combinations
@@ -189,10 +202,38 @@ class HostBatches:
                     scores, dates_used = combine_clear(
                         functools.partial(in_calls, model.combine, per_call=self.per_call), sequences,
                         np.concatenate([clear[:, combos[k]] for k in ks]), self.n_classes, self.min_clear_dates,
-                        mean=model.averages_dates, fixed_dates=model.fixed_dates)
+                        mean=model.averages_dates, fixed_dates=model.fixed_dates,
+                        patch_size=model.patch_size, keep=None if keep is None else keep[: len(ks) * n])
                     counts[ks] = dates_used.reshape(len(ks), n, window, window)
                 totals[ks] += scores.reshape(len(ks), n, *scores.shape[1:])
         if len(self.models) > 1:
             totals /= len(self.models)
+        totals = totals[:, :, kept, kept]
         classes, confidence = class_and_confidence_last(totals)
-        return WindowOutputs(np.moveaxis(totals, -1, 2), classes, confidence, counts)
+        return WindowOutputs(np.moveaxis(totals, -1, 2), classes, confidence,
+                             None if counts is None else counts[:, :, kept, kept], self.crop)
+
+
+class AllDatesClear:
+    """The call without masks, for windows clear on every date wherever they are written.
+
+    With cloud masks a sequence model's head runs once per pattern of clear dates in a window,
+    on the host. Where the written part of a window is clear on every date, each of its kept
+    pixels has the pattern of all dates, and the head sees the whole window on all dates: the
+    maps of the pass without masks. Such windows (most of a scene) go through that call, fused
+    on the device, and every pixel counts all of its combination's dates.
+
+    Args:
+        predict: The batch function without masks.
+        combinations: Per combination, its dates (each at least ``min_clear_dates`` of them).
+    """
+
+    def __init__(self, predict: BatchFn, combinations: Sequence[Sequence[int]]) -> None:
+        self.predict = predict
+        self.lengths = np.array([len(c) for c in combinations], dtype=np.uint8)
+
+    def __call__(self, raw: np.ndarray, clear: np.ndarray | None) -> WindowOutputs:
+        """The maps of a batch of windows clear where written (``clear`` is not looked at)."""
+        out = self.predict(raw, None)
+        used = np.broadcast_to(self.lengths[:, None, None, None], out.classes.shape)
+        return dataclasses.replace(out, used=used)

@@ -10,9 +10,9 @@ import pytest
 import rasterio
 from scene_stacks import N_BANDS, N_CLASSES, SHAPE, collect_blocks, collect_class_maps, make_stacks, write_cloud_mask
 
-from helpers.predict import scene_reading, sliding_windows
+from helpers.predict import pass_batches, scene_reading
 from helpers.predict.device_batches import can_fuse, fused_batches
-from helpers.predict.sliding_windows import predict_scene, window_geometry
+from helpers.predict.sliding_windows import plan_axis, predict_scene, window_geometry
 from helpers.predict.window_models import HostBatches, WindowModel
 
 COMBINATIONS = [[0, 1, 2], [1, 2], [0, 2]]
@@ -42,10 +42,14 @@ def window_models(models: list, window: int, offset: float = 0.0) -> list[Window
 
 
 def both_paths(stacks: list[Path], models: list[WindowModel], window: int, margin: int,
-               masks: list[Path] | None = None, min_clear: int = 1) -> list[tuple]:
-    """The whole pass with fused batches and with host batches: (probabilities, classes, confidence, used)."""
+               masks: list[Path] | None = None, min_clear: int = 1, fuse: bool | None = True) -> list[tuple]:
+    """The whole pass with fused batches (``fuse``) and with host batches.
+
+    Returns:
+        Per path: (probabilities, classes, confidence, used, area).
+    """
     results = []
-    for fused in (True, False):
+    for fused in (fuse, False):
         blocks = list(predict_scene(models, stacks, COMBINATIONS, N_BANDS, N_CLASSES, window, margin, batch_size=3,
                                     cloud_masks=masks, min_clear_dates=min_clear, fused=fused))
         probabilities, area = collect_blocks(blocks)
@@ -76,7 +80,7 @@ def test_fused_pass_gives_the_host_paths_maps(tmp_path: Path, keras_models: dict
     assert can_fuse(models, masked=False)
     fused, host = both_paths(stacks, models, window, margin)
     assert_same_maps(fused, host)
-    assert any(key[-1] == margin for key in sliding_windows._FUSED)  # the windows' cores came back cropped
+    assert any(key[-1] == margin for key in pass_batches._FUSED)  # the windows' cores came back cropped
     assert np.ptp(host[0][:, :, host[4]], axis=-1).min() > 1e-3  # maps that vary: the comparison means something
 
 
@@ -94,6 +98,47 @@ def test_fused_fcn_with_cloud_masks_gives_the_host_paths_maps(tmp_path: Path, ke
         assert (host[3][:, host[4]] == 0).any() and (host[1][host[3] == 0] == 0).all()
 
 
+def blob_masks(folder: Path, dates: int) -> list[Path]:
+    """Cloud masks with a cloud and its shadow on all but the first date (most windows stay clear)."""
+    masks = []
+    for date in range(dates):
+        mask = np.zeros(SHAPE, dtype=np.uint8)
+        if date:
+            mask[20 * date: 20 * date + 14, 10 + 25 * date: 30 + 25 * date] = 1
+            mask[20 * date + 14: 20 * date + 18, 10 + 25 * date: 30 + 25 * date] = 2
+        masks.append(write_cloud_mask(folder / f"blobs_{date}.tif", mask))
+    return masks
+
+
+@pytest.mark.parametrize("mode", ["faithful", "fast"])
+def test_masked_sequence_model_takes_the_fused_call_for_clear_windows(tmp_path: Path, keras_models: dict,
+                                                                     mode: str, monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    from helpers.predict import window_models as window_module
+
+    stacks, _, _ = make_stacks(tmp_path, dates=3)
+    masks = blob_masks(tmp_path, 3)
+    window, margin = window_geometry(mode, shape=SHAPE)
+    models = window_models(keras_models["lstm"], window, offset=5.0)
+    routed = pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, window, margin, masked=True)
+    assert routed.routed and isinstance(routed.core_clear, window_module.AllDatesClear)
+    clear_windows = []
+    original = window_module.AllDatesClear.__call__
+    monkeypatch.setattr(window_module.AllDatesClear, "__call__",
+                        lambda self, raw, clear: clear_windows.append(len(raw)) or original(self, raw, clear))
+    fused, host = both_paths(stacks, models, window, margin, masks, fuse=None)  # host: all windows with clear dates
+    assert clear_windows  # some windows went through the call without masks
+    assert_same_maps(fused, host)
+    assert (host[3][:, host[4]] < 3).any()  # some pixels used fewer dates: the masks mattered
+
+
+def test_clear_windows_are_not_routed_when_a_combination_has_too_few_dates(keras_models: dict) -> None:
+    models = window_models(keras_models["lstm"][:1], 32)
+    assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, True, 3).routed
+    assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, True, 1, False).routed
+    assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, False).routed
+
+
 def test_only_keras_models_without_masked_sequences_are_fused(keras_models: dict) -> None:
     fcn, lstm = window_models(keras_models["fcn"][:1], 32) + window_models(keras_models["lstm"][:1], 32)
     plain = WindowModel.fcn(lambda batch: batch, fcn.normaliser)
@@ -104,7 +149,7 @@ def test_only_keras_models_without_masked_sequences_are_fused(keras_models: dict
     batches = fused_batches([fcn], COMBINATIONS, 3, 32, N_BANDS)
     with pytest.raises(ValueError, match="exactly when"):
         batches(np.zeros((1, 3, 32, 32, N_BANDS), np.uint16), np.ones((1, 3, 32, 32), bool))
-    assert isinstance(sliding_windows.batch_function([lstm], COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, masked=True),
+    assert isinstance(pass_batches.batch_function([lstm], COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, masked=True),
                       HostBatches)
 
 
@@ -118,7 +163,7 @@ def test_chunks_read_ahead_give_the_same_maps(tmp_path: Path, keras_models: dict
                                               block_rows=24))
     np.testing.assert_array_equal(chunked, whole)
 
-    starts = sliding_windows.plan_axis(SHAPE[0], 32, 8).starts.tolist()
+    starts = plan_axis(SHAPE[0], 32, 8).starts.tolist()
     with contextlib.ExitStack() as opened:
         datasets = [opened.enter_context(rasterio.open(path)) for path in stacks]
         reader = scene_reading.ChunkReader(datasets, 32, starts)
