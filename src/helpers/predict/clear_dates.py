@@ -419,11 +419,14 @@ def _on_patches(combine: ArrayFn, features: np.ndarray, scores: np.ndarray, patc
                 size: int) -> None:
     """The head on ``patches``, all of one sequence length, their pixels written to ``scores``.
 
-    The patches go in calls of the batch's size and powers of two (:func:`_chunks`), like whole
-    windows, so a compiled head traces a handful of batch sizes for the one patch shape.
+    The patches go in calls of as many pixels as the batch's windows (rounded down to a power of
+    two patches) and the powers of two below (:func:`_chunks`), so a compiled head traces a
+    handful of batch sizes for the one patch shape, and a batch of few large windows (fast mode)
+    does not send its patches one by one.
     """
     length = len(patches[0].dates)
-    for start, count in _chunks(len(patches), len(features)):
+    as_many_pixels = len(features) * features.shape[2] * features.shape[3] // (size * size)
+    for start, count in _chunks(len(patches), max(1, 1 << (as_many_pixels.bit_length() - 1))):
         chosen = patches[start: start + count]
         batch = np.empty((count, length, size, size, features.shape[-1]), dtype=features.dtype)
         for patch, inputs in zip(chosen, batch, strict=True):

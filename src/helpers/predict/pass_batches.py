@@ -43,8 +43,7 @@ def batch_function(models: Sequence[WindowModel], combinations: Sequence[Sequenc
             _FUSED[key] = (models, fused_batches(models, combinations, n_dates, window, n_bands, masked,
                                                  min_clear_dates, crop))
         return _FUSED[key][1]
-    per_call = max(1, PIXEL_BUDGET // (window * window))  # images (or sequences) per model call
-    return HostBatches(models, combinations, n_dates, n_classes, per_call, min_clear_dates, crop)
+    return HostBatches(models, combinations, n_dates, n_classes, PIXEL_BUDGET, min_clear_dates, crop)
 
 
 @dataclass(frozen=True)

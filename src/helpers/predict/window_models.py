@@ -109,8 +109,13 @@ def _identity(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def in_calls(function: ArrayFn, batch: np.ndarray, per_call: int) -> np.ndarray:
-    """``function`` over ``batch`` in calls of at most ``per_call`` items (bounds activation memory)."""
+def in_calls(function: ArrayFn, batch: np.ndarray, pixels: int) -> np.ndarray:
+    """``function`` over ``batch`` in calls of about ``pixels`` pixels each (bounds activation memory).
+
+    The items are images ``(n, rows, cols, bands)`` or sequences ``(n, dates, rows, cols, bands)``;
+    an item counts its rows x cols, so small patches of a window go many to a call.
+    """
+    per_call = max(1, pixels // (batch.shape[-3] * batch.shape[-2]))
     if len(batch) <= per_call:
         return np.asarray(function(batch), dtype=np.float32)
     return np.concatenate([np.asarray(function(batch[i: i + per_call]), dtype=np.float32)
@@ -157,7 +162,8 @@ class HostBatches:
         combinations: Per combination, indices of its dates among the pass's dates.
         n_dates: Dates per window.
         n_classes: Number of model outputs.
-        per_call: Images (or sequences) per model call, to bound activation memory.
+        pixels_per_call: Pixels of the images (or sequences) of one model call, to bound
+            activation memory (:func:`in_calls`).
         min_clear_dates: With cloud masks, fewest clear dates a pixel needs to be classified.
         crop: Pixels cut from every side of the maps it returns (the margin, for windows whose
             written part is their core). With cloud masks, a sequence model's head is not run
@@ -166,10 +172,10 @@ class HostBatches:
     """
 
     def __init__(self, models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
-                 n_classes: int, per_call: int, min_clear_dates: int = 1, crop: int = 0) -> None:
+                 n_classes: int, pixels_per_call: int, min_clear_dates: int = 1, crop: int = 0) -> None:
         self.models = list(models)
         self.combinations = [list(c) for c in combinations]
-        self.n_dates, self.n_classes, self.per_call = n_dates, n_classes, per_call
+        self.n_dates, self.n_classes, self.pixels_per_call = n_dates, n_classes, pixels_per_call
         self.min_clear_dates = min_clear_dates
         self.crop = crop
         lengths = sorted({len(c) for c in self.combinations})
@@ -193,14 +199,14 @@ class HostBatches:
         counts = None if clear is None else np.zeros((len(combos), n, window, window), dtype=np.uint8)
         for model in self.models:
             model.normaliser(raw.reshape(inputs.shape), out=inputs)
-            features = in_calls(model.encode, inputs, self.per_call).reshape(n, dates, window, window, -1)
+            features = in_calls(model.encode, inputs, self.pixels_per_call).reshape(n, dates, window, window, -1)
             for ks in self.same_length:  # the combinations of as many dates together
                 sequences = np.concatenate([features[:, combos[k]] for k in ks])
                 if clear is None:
-                    scores = in_calls(model.combine, sequences, self.per_call)
+                    scores = in_calls(model.combine, sequences, self.pixels_per_call)
                 else:
                     scores, dates_used = combine_clear(
-                        functools.partial(in_calls, model.combine, per_call=self.per_call), sequences,
+                        functools.partial(in_calls, model.combine, pixels=self.pixels_per_call), sequences,
                         np.concatenate([clear[:, combos[k]] for k in ks]), self.n_classes, self.min_clear_dates,
                         mean=model.averages_dates, fixed_dates=model.fixed_dates,
                         patch_size=model.patch_size, keep=None if keep is None else keep[: len(ks) * n])

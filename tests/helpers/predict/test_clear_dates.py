@@ -163,7 +163,9 @@ def test_grouped_heads_equal_one_call_per_window_and_pattern(patch_size: int, mi
     np.testing.assert_array_equal(scores.argmax(axis=-1), expected.argmax(axis=-1))
     assert not scores[used == 0].any()
     whole = [shape for shape in calls if shape[2:4] == (24, 24)]
-    assert all(shape[0] in (1, 2, 4, len(clear)) for shape in calls)  # the batch size or powers of two
+    assert all(shape[0] in (1, 2, 4, len(clear)) for shape in calls if shape[2:4] == (24, 24))  # batch size or 2^k
+    as_many_pixels = len(clear) * 24 * 24 // max(1, patch_size) ** 2  # patches: about the batch's pixels a call
+    assert all(shape[0] & (shape[0] - 1) == 0 and shape[0] <= as_many_pixels for shape in calls if shape[2] != 24)
     if patch_size == 0:  # whole windows only, at most one per (window, pattern), by length in chunks
         items = Counter(bin(code).count("1") for window in np.where(used > 0, pattern_codes(clear), -1)
                         for code in set(window.ravel().tolist()) - {-1})
