@@ -115,7 +115,8 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
             input's edges).
         keep: bool ``(n, w, w)``, the pixels whose scores the caller keeps (a window's core), or
             None for all. Scores elsewhere are left 0: a pattern found only there is not computed,
-            and the others only on patches around their kept pixels. ``used`` covers every pixel.
+            and the head runs only on the box of the kept pixels grown by its reach
+            (:func:`_grown`), or on patches around them. ``used`` covers every pixel.
 
     Returns:
         The probabilities ``(n, w, w, classes)`` (0 where not classified) and, per pixel, the
@@ -133,15 +134,38 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
     computed = used > 0 if keep is None else (used > 0) & keep
     codes = np.where(computed, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)
-    found = _window_patterns(codes)
+    if not computed.any():
+        return scores, used
+    box = (0, codes.shape[1], 0, codes.shape[2])
+    if keep is not None:  # the box of the kept pixels: the same for every batch (one head shape per length)
+        rows, cols = (np.flatnonzero(keep.any(axis=axes)) for axes in ((0, 2), (0, 1)))
+        box = (rows[0], rows[-1] + 1, cols[0], cols[-1] + 1)
+    found = _window_patterns(codes[:, box[0]: box[1], box[2]: box[3]])  # ``whole``: fills the box
     lengths = _bit_counts(found[1], n_dates)
     for length in np.unique(lengths).tolist():
-        calls = _shared(codes, *found, np.flatnonzero(lengths == length), length)
-        calls, patches = _patched(codes, found, calls, length, patch_size)
-        _on_windows(combine, features, codes, scores, found, calls, length)
+        y, x = _grown(box, length, codes.shape[1:])  # all the head needs for the box
+        region_codes, region_scores, region_features = codes[:, y, x], scores[:, y, x], features[:, :, y, x]
+        calls = _shared(region_codes, *found, np.flatnonzero(lengths == length), length)
+        calls, patches = _patched(region_codes, found, calls, length, patch_size)
+        _on_windows(combine, region_features, region_codes, region_scores, found, calls, length)
         if patches:
-            _on_patches(combine, features, scores, patches, patch_size)
+            _on_patches(combine, region_features, region_scores, patches, patch_size)
+    if keep is not None:
+        scores[~computed] = 0.0  # a whole item's call also wrote the box's surroundings
     return scores, used
+
+
+def _grown(box: tuple[int, int, int, int], reach: int, shape: tuple[int, int]) -> tuple[slice, slice]:
+    """The rows and columns of ``box`` grown by ``reach`` pixels on every side, inside ``shape``.
+
+    The head's output at a pixel depends on the inputs within ``reach`` pixels (one 3x3 step per
+    date): on this region, zero padded at its edges, it gives the whole window's values on the box
+    (an edge of the region is either the window's edge, padded the same, or ``reach`` away). In
+    faithful mode a window's core is 16 of 32 px: a head of 4 dates then runs on 24 x 24 px.
+    """
+    y0, y1, x0, x1 = box
+    return (slice(max(0, y0 - reach), min(shape[0], y1 + reach)),
+            slice(max(0, x0 - reach), min(shape[1], x1 + reach)))
 
 
 Calls = tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]

@@ -35,13 +35,7 @@ from helpers.core.io import open_raster
 from helpers.predict.clear_dates import clear_of
 from helpers.predict.pass_batches import PIXEL_BUDGET, pass_batches
 from helpers.predict.scene_reading import ChunkReader, area_layers
-from helpers.predict.window_models import (  # noqa: F401 (mean_over_dates, renormalised: moved, still importable here)
-    BatchFn,
-    WindowModel,
-    WindowOutputs,
-    mean_over_dates,
-    renormalised,
-)
+from helpers.predict.window_models import BatchFn, WindowModel, WindowOutputs
 
 MODES: tuple[str, ...] = ("faithful", "fast")
 FAST_CORE = 256

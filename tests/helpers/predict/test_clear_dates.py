@@ -22,7 +22,8 @@ from scene_stacks import (
 
 from helpers.core.errors import InputError
 from helpers.predict.clear_dates import ClearCounts, _chunks, cloud_mask_paths, combine_clear, pattern_codes
-from helpers.predict.sliding_windows import WindowModel, mean_over_dates, predict_scene, renormalised
+from helpers.predict.sliding_windows import predict_scene
+from helpers.predict.window_models import WindowModel, mean_over_dates, renormalised
 
 
 def _clear(rng: np.random.Generator, shape: tuple[int, ...], share: float = 0.6) -> np.ndarray:
@@ -220,11 +221,32 @@ def test_only_the_kept_pixels_are_computed_and_equal_the_reference(patch_size: i
     expected, expected_used = _per_pattern(_toy_head, features, clear, 1)
     np.testing.assert_array_equal(used, expected_used)  # counted everywhere
     np.testing.assert_allclose(scores, np.where(keep[..., None], expected, 0.0), rtol=0, atol=1e-6)
-    assert all(shape[2:4] in ((patch_size, patch_size), (24, 24)) for shape in calls)
+    grown = [(min(24, 18 + shape[1]),) * 2 for shape in calls]  # the kept pixels' box (18 x 18) and the reach
+    assert all(shape[2:4] in ((patch_size, patch_size), side) for shape, side in zip(calls, grown, strict=True))
     everything: list[tuple[int, ...]] = []
     combine_clear(lambda sequences: everything.append(sequences.shape) or _toy_head(sequences), features, clear, 3, 1,
                   patch_size=patch_size)
     assert _work(calls) < _work(everything)  # patterns outside the cores skipped
+
+
+@pytest.mark.parametrize("min_clear", [1, 2])
+def test_with_cores_kept_the_head_runs_on_the_core_and_its_reach_only(min_clear: int) -> None:
+    clear = _cloudy_windows()
+    features = np.random.default_rng(9).normal(size=(*clear.shape, 2)).astype(np.float32)
+    keep = np.zeros((6, 24, 24), dtype=bool)
+    keep[:, 8:16, 8:16] = True  # faithful mode's core: the middle of the window
+    shapes: list[tuple[int, ...]] = []
+
+    def head(sequences: np.ndarray) -> np.ndarray:
+        shapes.append(sequences.shape)
+        return _toy_head(sequences)
+
+    scores, used = combine_clear(head, features, clear, 3, min_clear, keep=keep)
+    expected, expected_used = _per_pattern(_toy_head, features, clear, min_clear)
+    np.testing.assert_array_equal(used, expected_used)
+    np.testing.assert_allclose(scores, np.where(keep[..., None], expected, 0.0), rtol=0, atol=1e-6)
+    assert shapes and all(shape[2:4] == (8 + 2 * shape[1], 8 + 2 * shape[1]) for shape in shapes)
+    assert not combine_clear(head, features, clear, 3, min_clear, keep=np.zeros_like(keep))[0].any()
 
 
 @pytest.mark.parametrize("patch_size", [10, 16])
