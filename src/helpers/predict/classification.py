@@ -34,7 +34,8 @@ from helpers.core.figures import write_map_figure
 from helpers.core.grid import check_same_grid, grid_of_raster
 from helpers.core.io import create_cog, create_raster, open_raster, read_raster, write_json_atomic
 from helpers.predict.change_periods import map_stems, period_combinations, period_name
-from helpers.predict.clear_dates import ClearCounts, cloud_mask_paths
+from helpers.predict.clear_counts import ClearCounts
+from helpers.predict.clear_dates import cloud_mask_paths
 from helpers.predict.forest_windows import check_forest_combinations, forest_window_model, per_pixel_geometry
 from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.scene_reading import AREA_LAYERS

@@ -21,7 +21,8 @@ from scene_stacks import (
 )
 
 from helpers.core.errors import InputError
-from helpers.predict.clear_dates import ClearCounts, _chunks, cloud_mask_paths, combine_clear, pattern_codes
+from helpers.predict.clear_counts import ClearCounts
+from helpers.predict.clear_dates import _chunks, cloud_mask_paths, combine_clear, pattern_codes
 from helpers.predict.sliding_windows import predict_scene
 from helpers.predict.window_models import WindowModel, mean_over_dates, renormalised
 
