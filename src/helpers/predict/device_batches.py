@@ -17,8 +17,10 @@ built with ``keras.ops``, compiled by the backend (TensorFlow or JAX) like any m
 so the host copies finished maps into the scene buffers, and in faithful mode a quarter of the
 window's maps crosses from the device (the 16x16 centre of 32x32). It gives the maps of the host path
 (:class:`helpers.predict.window_models.HostBatches`) to float rounding. A sequence model with
-cloud masks stays on the host: which dates a window's head gets depends on its clouds, which a
-static graph cannot express (its per-date part still runs in large calls there).
+cloud masks runs its cloudy windows on the host: which dates a window's head gets depends on its
+clouds, which a static graph cannot express (its per-date part still runs in large calls there);
+its windows clear wherever they are written take the call without masks
+(:mod:`helpers.predict.pass_batches`).
 """
 
 from __future__ import annotations
