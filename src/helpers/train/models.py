@@ -342,8 +342,7 @@ def split_sequence_model(
     def head_for(timesteps: int, size: int | None = None) -> keras.Model:
         side = tile_size if size is None else size
         if (timesteps, side) not in heads:
-            if timesteps < 1:
-                raise ValueError(f"timesteps must be at least 1, got {timesteps}")
+            _check_sequence_size(timesteps, tile_size)
             if side < 1:
                 raise ValueError(f"the head's input size must be at least 1 px, got {side}")
             new_head = _unbuilt_head(head)
