@@ -56,7 +56,7 @@ from rasterio.windows import Window
 
 from helpers.core.config import L1C_BANDS
 from helpers.core.io import GTIFF_PROFILE
-from helpers.predict.classification import keras_window_model
+from helpers.predict.keras_windows import keras_window_model
 from helpers.predict.pass_batches import batch_function
 from helpers.predict.sliding_windows import (
     default_batch_size,

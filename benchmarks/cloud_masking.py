@@ -93,7 +93,7 @@ def timed_passes(stacks: list[Path], masks: list[Path], sequence: bool, mode: st
     """
     import keras
 
-    from helpers.predict.classification import keras_window_model
+    from helpers.predict.keras_windows import keras_window_model
     from helpers.train.models import build_fcn_lstm, build_unet
     from helpers.train.normalisation import Normaliser
 

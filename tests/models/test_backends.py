@@ -23,7 +23,7 @@ from training_helpers import TINY, assert_one_line_error
 
 from helpers.core.config import Config
 from helpers.core.paths import REPO_ROOT
-from helpers.predict.classification import keras_window_model
+from helpers.predict.keras_windows import keras_window_model
 from helpers.predict.sliding_windows import predict_scene
 from helpers.train import models
 
@@ -37,7 +37,7 @@ import numpy as np
 """
 
 _SCENE_PASS = """
-from helpers.predict.classification import keras_window_model
+from helpers.predict.keras_windows import keras_window_model
 from helpers.predict.sliding_windows import predict_scene
 from helpers.train.normalisation import Normaliser
 from scene_stacks import collect_blocks

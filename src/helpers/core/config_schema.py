@@ -71,6 +71,11 @@ CLOUD_DETECTORS: dict[str, tuple[str, ...]] = {
 :data:`helpers.data.cloud_detectors.DETECTORS` (a test keeps both lists equal); they are listed
 here because the config is read before, and without, the detector packages."""
 
+SEQUENCE_MASKING: tuple[str, ...] = ("recurrent", "per_pattern")
+"""``[clouds] sequence_masking`` values (first: the default): how a sequence model takes cloud
+masks, one masked run of its head (:mod:`helpers.predict.masked_recurrence`) or one run per
+pattern of clear dates (:func:`helpers.predict.clear_dates.combine_clear`)."""
+
 CLASS_KEYS: tuple[str, ...] = ("id", "name", "colour", "pixel_count", "gt_values")
 """Keys of one ``[[classes]]`` entry."""
 
@@ -86,7 +91,7 @@ SCHEMA: dict[str, Any] = {
     "water_mask": dict.fromkeys(("thresholds", "threshold", "dates")),
     "change": dict.fromkeys(("period_a", "period_b")),
     "clouds": dict.fromkeys(("detector_l1c", "detector_l2a", "mask_snow", "shadow_distance",
-                             "use_in_classification", "min_clear_dates", "mask_training")),
+                             "use_in_classification", "min_clear_dates", "sequence_masking", "mask_training")),
     "tiling": dict.fromkeys(("tile_size", "separation", "prediction_stride", "min_labelled_fraction")),
     "split": dict.fromkeys(("method", "seed", "valid", "train", "test", "block_size")),
     "normalisation": dict.fromkeys(("mean", "std")),
@@ -345,6 +350,10 @@ class CloudSettings:
         use_in_classification: Classify each pixel from the dates of a combination that are clear
             there (default True; ``classify.py --no-cloud-mask`` overrides it for one run).
         min_clear_dates: Fewest clear dates a pixel needs to be classified (default 1).
+        sequence_masking: How a sequence model takes the masks: ``recurrent`` (default; its
+            ConvLSTM steps over each pixel's clear dates in one run, and cloudy inputs count as
+            zero for the neighbours) or ``per_pattern`` (the head once per pattern of clear dates,
+            on those dates of the whole window; slower).
         mask_training: Give the cloudy and shadowed pixels of the training tiles no loss
             (label 0; default False, as the original, which chose cloud-free dates by hand).
     """
@@ -356,6 +365,7 @@ class CloudSettings:
     use_in_classification: bool = True
     min_clear_dates: int = 1
     mask_training: bool = False
+    sequence_masking: str = SEQUENCE_MASKING[0]
 
     def detector(self, level: str) -> str:
         """The detector name of a canonical level (``L1C`` or ``L2A``)."""
@@ -374,9 +384,13 @@ def read_clouds(r: ConfigReader) -> CloudSettings:
     min_clear = r.get("clouds.min_clear_dates", 1, int)
     if isinstance(min_clear, bool) or min_clear < 1:
         raise r.error("clouds.min_clear_dates", f"must be a whole number of at least 1, got {min_clear!r}")
+    masking = r.get("clouds.sequence_masking", SEQUENCE_MASKING[0], str)
+    if masking not in SEQUENCE_MASKING:
+        raise r.error("clouds.sequence_masking",
+                      f"'{masking}' is not a method (use {' or '.join(repr(m) for m in SEQUENCE_MASKING)})")
     distance = r.get("clouds.shadow_distance", 6000.0, (int, float))
     if not math.isfinite(distance) or distance < 0:
         raise r.error("clouds.shadow_distance", f"must be a distance in metres of at least 0, got {distance!r}")
     return CloudSettings(names["L1C"], names["L2A"], r.get("clouds.mask_snow", False, bool), float(distance),
                          r.get("clouds.use_in_classification", True, bool), min_clear,
-                         r.get("clouds.mask_training", False, bool))
+                         r.get("clouds.mask_training", False, bool), masking)

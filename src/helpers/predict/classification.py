@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import time
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from rasterio.windows import Window
@@ -37,6 +36,7 @@ from helpers.predict.change_periods import map_stems, period_combinations, perio
 from helpers.predict.clear_counts import ClearCounts
 from helpers.predict.clear_dates import cloud_mask_paths
 from helpers.predict.forest_windows import check_forest_combinations, forest_window_model, per_pixel_geometry
+from helpers.predict.keras_windows import keras_window_model
 from helpers.predict.previews import class_categories, class_map_title
 from helpers.predict.scene_reading import AREA_LAYERS
 from helpers.predict.sliding_windows import (
@@ -48,79 +48,11 @@ from helpers.predict.sliding_windows import (
     predict_scene,
     window_geometry,
 )
-from helpers.predict.window_models import ArrayFn, KerasParts, WindowModel, renormalised
+from helpers.predict.window_models import WindowModel
 from helpers.train.run_record import ModelSpec, RunSet, load_runs
-
-if TYPE_CHECKING:
-    from helpers.train.normalisation import Normaliser
 
 OUTPUT_BUFFER_BYTES = 1 << 30
 """Largest probability buffer of one pass; more combinations are split into several passes."""
-
-HEAD_PATCH_SIZE = 64
-"""Side of the square patches a sequence model's head runs on with cloud masks (px).
-
-A pattern of clear dates that fills a small part of a window runs on such patches around its
-pixels (:func:`helpers.predict.clear_dates.combine_clear`); one size: one more traced head per
-sequence length. 64 px is large enough that a patch of an 8-date sequence keeps a valid part of
-48 px (8 px on each side depend on its edges), and small enough that a 320-px window of the
-fast mode holds 25 of them: a small cloud costs a few patches instead of a window.
-"""
-
-
-# ---------------------------------------------------------------------- Keras models
-def _keras_predict(model: Any) -> ArrayFn:
-    def predict(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict_on_batch(batch))
-
-    return predict
-
-
-class _ExpectedRetracing(logging.Filter):
-    """Drops TensorFlow's warning about retraced predict functions.
-
-    With cloud masks a sequence model's head is called on a few batch sizes per sequence length
-    (powers of two, :mod:`helpers.predict.clear_dates`), each traced once; TensorFlow warns
-    about that as if it were a mistake, in the middle of the classification's report.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "triggered tf.function retracing" not in record.getMessage()
-
-
-def _quiet_expected_retracing() -> None:
-    logger = logging.getLogger("tensorflow")
-    if not any(isinstance(f, _ExpectedRetracing) for f in logger.filters):
-        logger.addFilter(_ExpectedRetracing())
-
-
-def keras_window_model(model: Any, window: int, normaliser: Normaliser) -> WindowModel:
-    """A saved FCN or FCN + ConvLSTM as a :class:`WindowModel` for ``window``-px windows.
-
-    A sequence model is split into its per-date FCN logits and its ConvLSTM head
-    (:func:`helpers.train.models.split_sequence_model`), so that a date shared by several
-    combinations goes through the FCN once. Its combination takes whole windows and, with
-    cloud masks, square patches of :data:`HEAD_PATCH_SIZE` (when smaller than the window), each
-    size through its own head.
-
-    Raises:
-        ValueError: From the combination, on inputs that are not square.
-    """
-    from helpers.train.models import is_sequence_model, split_sequence_model
-
-    if not is_sequence_model(model):
-        return WindowModel.fcn(_keras_predict(model), normaliser, KerasParts(model))
-    _quiet_expected_retracing()
-    logits, head_for = split_sequence_model(model, window)
-
-    def combine(features: np.ndarray) -> np.ndarray:
-        rows, cols = features.shape[2:4]
-        if rows != cols:
-            raise ValueError(f"the ConvLSTM head takes square inputs, not {rows}x{cols}")
-        return renormalised(head_for(features.shape[1], rows).predict_on_batch(features))
-
-    return WindowModel(_keras_predict(logits), combine, normaliser, keras=KerasParts(logits, head_for),
-                       patch_size=HEAD_PATCH_SIZE if window > HEAD_PATCH_SIZE else 0)
 
 
 # ---------------------------------------------------------------------- a model of a study area
@@ -260,9 +192,14 @@ class LoadedModels:
         """Number of model outputs (the run's class table)."""
         return len(self.runs.first.classes)
 
-    def window_models(self, window: int) -> list[WindowModel]:
-        """Every member as a :class:`WindowModel` for ``window``-px windows."""
-        return [forest_window_model(m, r.normaliser) if r.is_forest else keras_window_model(m, window, r.normaliser)
+    def window_models(self, window: int, sequence_masking: str = "recurrent") -> list[WindowModel]:
+        """Every member as a :class:`WindowModel` for ``window``-px windows.
+
+        ``sequence_masking`` is how a sequence model takes cloud masks (``[clouds] sequence_masking``,
+        :func:`helpers.predict.keras_windows.keras_window_model`).
+        """
+        return [forest_window_model(m, r.normaliser) if r.is_forest
+                else keras_window_model(m, window, r.normaliser, sequence_masking)
                 for m, r in zip(self.models, self.runs.members, strict=True)]
 
 
@@ -410,7 +347,7 @@ def classify_model(
     def run(group: list[int], run_mode: str) -> tuple[Iterable[SceneBlock], int, int]:
         window, margin = geometry(run_mode)
         if window not in window_models:
-            window_models[window] = loaded.window_models(window)
+            window_models[window] = loaded.window_models(window, config.clouds.sequence_masking)
         dates = sorted({d for k in group for d in combinations[k]})
         combos = [[dates.index(d) for d in sorted(combinations[k])] for k in group]
         blocks = predict_scene(window_models[window], [stacks[d] for d in dates], combos, n_bands, n_classes,

@@ -83,7 +83,9 @@ def pattern_codes(clear: np.ndarray) -> np.ndarray:
 
 def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_classes: int, min_clear: int,
                   mean: bool = False, fixed_dates: bool = False, patch_size: int = 0,
-                  keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  keep: np.ndarray | None = None,
+                  masked: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """One combination's probabilities from the dates that are clear at each pixel.
 
     A sequence model's head runs once per *item*, a window and one pattern of clear dates that
@@ -118,6 +120,9 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
             None for all. Scores elsewhere are left 0: a pattern found only there is not computed,
             and the head runs only on the box of the kept pixels grown by its reach
             (:func:`_grown`), or on patches around them. ``used`` covers every pixel.
+        masked: The combination taking the clear masks too, ``(features, clear) -> (n, w, w,
+            classes)`` (:mod:`helpers.predict.masked_recurrence`): one call instead of one per
+            pattern (``combine``, ``patch_size`` and ``keep`` are then not used).
 
     Returns:
         The probabilities ``(n, w, w, classes)`` (0 where not classified) and, per pixel, the
@@ -132,6 +137,10 @@ def combine_clear(combine: ArrayFn, features: np.ndarray, clear: np.ndarray, n_c
         total /= np.maximum(used, 1).astype(np.float32)[..., None]
         total[used == 0] = 0.0
         return total.astype(np.float32, copy=False), used
+    if masked is not None and not fixed_dates:
+        scores = np.asarray(masked(features, clear), dtype=np.float32)
+        scores[used == 0] = 0.0
+        return scores, used
     computed = used > 0 if keep is None else (used > 0) & keep
     codes = np.where(computed, pattern_codes(clear), -1)
     scores = np.zeros((n, *features.shape[2:4], n_classes), dtype=np.float32)

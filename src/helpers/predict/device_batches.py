@@ -9,18 +9,19 @@ built with ``keras.ops``, compiled by the backend (TensorFlow or JAX) like any m
       -> standardisation (each member's own)
       -> the per-date part of each member, on every date once
       -> per combination: the mean over its dates (an FCN; with clear masks, over the clear
-         dates only) or the ConvLSTM head (a sequence model), renormalised
+         dates only) or the ConvLSTM head (a sequence model; with clear masks, stepping over
+         each pixel's clear dates, :mod:`helpers.predict.masked_recurrence`), renormalised
       -> mean over the members, cut to the part of the window the pass keeps (its core, for
          the windows away from the scene edges), argmax + 1, largest probability
       -> probabilities (combinations, n, classes, k, k), classes, confidence [, dates used]
 
 so the host copies finished maps into the scene buffers, and in faithful mode a quarter of the
 window's maps crosses from the device (the 16x16 centre of 32x32). It gives the maps of the host path
-(:class:`helpers.predict.window_models.HostBatches`) to float rounding. A sequence model with
-cloud masks runs its cloudy windows on the host: which dates a window's head gets depends on its
-clouds, which a static graph cannot express (its per-date part still runs in large calls there);
-its windows clear wherever they are written take the call without masks
-(:mod:`helpers.predict.pass_batches`).
+(:class:`helpers.predict.window_models.HostBatches`) to float rounding. A sequence model masked
+per pattern (``[clouds] sequence_masking = "per_pattern"``) runs its cloudy windows on the host:
+which dates a window's head gets depends on its clouds, which a static graph cannot express
+(its per-date part still runs in large calls there); its windows clear wherever they are
+written take the call without masks (:mod:`helpers.predict.pass_batches`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,14 @@ from helpers.predict.window_models import WindowModel, WindowOutputs
 
 
 def can_fuse(models: Sequence[WindowModel], masked: bool) -> bool:
-    """Whether :func:`fused_batches` can run these models (all Keras; no masked sequence model)."""
+    """Whether :func:`fused_batches` can run these models.
+
+    All must be Keras models; with masks, a sequence model must have its masked head
+    (``sequence_masking = "recurrent"``): one run per pattern of clear dates is not a static graph.
+    """
     return bool(models) and all(
-        m.keras is not None and not (masked and m.keras.head_for is not None) for m in models)
+        m.keras is not None and not (masked and m.keras.head_for is not None and m.keras.masked_head_for is None)
+        for m in models)
 
 
 def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence[int]], n_dates: int,
@@ -59,7 +65,8 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
         ValueError: If the models cannot be fused or the crop leaves nothing.
     """
     if not can_fuse(models, masked):
-        raise ValueError("only Keras models (and no sequence model with cloud masks) can be fused")
+        raise ValueError("only Keras models (and with cloud masks, no sequence model masked per pattern) "
+                         "can be fused")
     if not 0 <= 2 * crop < window:
         raise ValueError(f"a crop of {crop} px leaves nothing of a {window}-px window")
     import keras
@@ -78,9 +85,14 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
         maps = []
         for combo in combinations:
             dates = ops.take(features, list(combo), axis=1)
-            if parts.head_for is not None:
-                head = _member_part(parts.head_for(len(combo)), f"member_{member}_combination_{len(maps)}_head")
-                maps.append(_renormalised(ops, head(dates)))
+            name = f"member_{member}_combination_{len(maps)}_head"
+            if parts.head_for is not None and clear is not None:
+                combo_clear = ops.take(clear, list(combo), axis=1)
+                scores = _renormalised(ops, _member_part(parts.masked_head_for(len(combo)), name)([dates, combo_clear]))
+                used = _dates_used(ops, combo_clear, min_clear_dates)
+                maps.append(ops.where(ops.expand_dims(used > 0, -1), scores, 0.0))
+            elif parts.head_for is not None:
+                maps.append(_renormalised(ops, _member_part(parts.head_for(len(combo)), name)(dates)))
             elif clear is None:
                 maps.append(ops.mean(dates, axis=1))
             else:

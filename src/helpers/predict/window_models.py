@@ -55,10 +55,14 @@ class KerasParts:
         head_for: For ``t`` dates (and a side, default the window's), the model ``(n, t, w, w,
             features) -> (n, w, w, classes)`` of a sequence model (its scores renormalised
             afterwards); None for an FCN, whose combination is the mean over the dates.
+        masked_head_for: For ``t`` dates, the head taking cloud masks too, ``[features, clear
+            (n, t, w, w)] -> (n, w, w, classes)`` (:mod:`helpers.predict.masked_recurrence`), or
+            None: a sequence model with cloud masks then runs on the host, once per pattern.
     """
 
     encoder: Any
     head_for: Callable[..., Any] | None = None
+    masked_head_for: Callable[[int], Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,10 @@ class WindowModel:
             windows: with cloud masks, a pattern of clear dates that fills a small part of a window
             runs on such patches around its pixels only (a ConvLSTM head; see
             :func:`helpers.predict.clear_dates.combine_clear`).
+        combine_masked: ``(features, clear)`` of one combination, ``clear`` bool ``(n, dates, w, w)``
+            -> probabilities: the combination with cloud masks in one call (a ConvLSTM head
+            stepping over each pixel's clear dates, :mod:`helpers.predict.masked_recurrence`),
+            or None: once per pattern of clear dates.
     """
 
     encode: ArrayFn
@@ -88,6 +96,7 @@ class WindowModel:
     fixed_dates: bool = False
     keras: KerasParts | None = None
     patch_size: int = 0
+    combine_masked: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
     @classmethod
     def fcn(cls, predict: ArrayFn, normaliser: Normaliser, keras: KerasParts | None = None) -> WindowModel:
@@ -109,17 +118,18 @@ def _identity(batch: np.ndarray) -> np.ndarray:
     return batch
 
 
-def in_calls(function: ArrayFn, batch: np.ndarray, pixels: int) -> np.ndarray:
+def in_calls(function: Callable[..., np.ndarray], batch: np.ndarray, *more: np.ndarray, pixels: int) -> np.ndarray:
     """``function`` over ``batch`` in calls of about ``pixels`` pixels each (bounds activation memory).
 
     The items are images ``(n, rows, cols, bands)`` or sequences ``(n, dates, rows, cols, bands)``;
-    an item counts its rows x cols, so small patches of a window go many to a call.
+    an item counts its rows x cols, so small patches of a window go many to a call. Arrays in
+    ``more`` (a sequence's clear masks) are split alike and passed after the batch.
     """
     per_call = max(1, pixels // (batch.shape[-3] * batch.shape[-2]))
     if len(batch) <= per_call:
-        return np.asarray(function(batch), dtype=np.float32)
-    return np.concatenate([np.asarray(function(batch[i: i + per_call]), dtype=np.float32)
-                           for i in range(0, len(batch), per_call)])
+        return np.asarray(function(batch, *more), dtype=np.float32)
+    return np.concatenate([np.asarray(function(batch[i: i + per_call], *(m[i: i + per_call] for m in more)),
+                                      dtype=np.float32) for i in range(0, len(batch), per_call)])
 
 
 # ---------------------------------------------------------------------- one batch of windows
@@ -199,17 +209,19 @@ class HostBatches:
         counts = None if clear is None else np.zeros((len(combos), n, window, window), dtype=np.uint8)
         for model in self.models:
             model.normaliser(raw.reshape(inputs.shape), out=inputs)
-            features = in_calls(model.encode, inputs, self.pixels_per_call).reshape(n, dates, window, window, -1)
+            features = in_calls(model.encode, inputs, pixels=self.pixels_per_call).reshape(n, dates, window, window, -1)
             for ks in self.same_length:  # the combinations of as many dates together
                 sequences = np.concatenate([features[:, combos[k]] for k in ks])
                 if clear is None:
-                    scores = in_calls(model.combine, sequences, self.pixels_per_call)
+                    scores = in_calls(model.combine, sequences, pixels=self.pixels_per_call)
                 else:
                     scores, dates_used = combine_clear(
                         functools.partial(in_calls, model.combine, pixels=self.pixels_per_call), sequences,
                         np.concatenate([clear[:, combos[k]] for k in ks]), self.n_classes, self.min_clear_dates,
                         mean=model.averages_dates, fixed_dates=model.fixed_dates,
-                        patch_size=model.patch_size, keep=None if keep is None else keep[: len(ks) * n])
+                        patch_size=model.patch_size, keep=None if keep is None else keep[: len(ks) * n],
+                        masked=None if model.combine_masked is None else functools.partial(
+                            in_calls, model.combine_masked, pixels=self.pixels_per_call))
                     counts[ks] = dates_used.reshape(len(ks), n, window, window)
                 totals[ks] += scores.reshape(len(ks), n, *scores.shape[1:])
         if len(self.models) > 1:

@@ -19,7 +19,6 @@ from scene_stacks import (
     one_hot,
     sequence_stand_in,
 )
-from sequence_models import sequence_model_at
 
 from helpers.predict.sliding_windows import predict_scene, window_geometry
 from helpers.predict.window_models import WindowModel
@@ -88,78 +87,9 @@ def test_windows_outside_the_area_are_not_predicted(tmp_path: Path) -> None:
     np.testing.assert_array_equal(found_area, area.astype(bool))
 
 
-def test_saved_models_split_per_date_give_the_whole_models_maps_at_the_fast_window(tmp_path: Path) -> None:
-    import keras
-
-    from helpers.predict.classification import keras_window_model
-    from helpers.train.models import build_fcn_lstm, build_unet
-    from helpers.train.normalisation import Normaliser
-
-    keras.utils.set_random_seed(5)
-    fcn = build_unet(N_BANDS, N_CLASSES, width=0.0625)
-    sequence = build_fcn_lstm(build_unet(N_BANDS, N_CLASSES, width=0.0625, tile_size=32), 3, 32)
-    stacks, _, _ = make_stacks(tmp_path, dates=3)
-    normaliser = Normaliser.from_values([100.0] * N_BANDS, [60.0] * N_BANDS)
-    window, margin = window_geometry("fast", shape=SHAPE)
-    assert (window, margin) == (64, 16)
-    for model, whole, is_sequence in ((fcn, fcn, False), (sequence, sequence_model_at(sequence, window), True)):
-        expected = classify_scene(whole.predict_on_batch, stacks, window, margin, normaliser,
-                                  sequence=is_sequence)[0]
-        split = keras_window_model(model, window, normaliser)
-        got, _ = collect_blocks(predict_scene([split], stacks, [[0, 1, 2], [1, 2]], N_BANDS, N_CLASSES, window,
-                                              margin))
-        np.testing.assert_allclose(got[0], expected, atol=1e-5)
-        assert got[0].shape == expected.shape and not np.allclose(got[1], got[0])
-
-
-def test_a_split_sequence_model_runs_small_clouds_on_patches_of_its_head_with_the_windows_values() -> None:
-    import keras
-
-    from helpers.predict.classification import HEAD_PATCH_SIZE, keras_window_model
-    from helpers.predict.clear_dates import combine_clear
-    from helpers.train.models import build_fcn_lstm, build_unet
-
-    keras.utils.set_random_seed(6)
-    sequence = build_fcn_lstm(build_unet(N_BANDS, N_CLASSES, width=0.0625, tile_size=32), 3, 32)
-    assert keras_window_model(sequence, HEAD_PATCH_SIZE, IDENTITY).patch_size == 0  # no patch below the window
-    model = keras_window_model(sequence, 128, IDENTITY)
-    assert model.patch_size == HEAD_PATCH_SIZE
-    features = np.random.default_rng(9).normal(size=(2, 3, 128, 128, N_CLASSES)).astype(np.float32)
-    clear = np.ones((2, 3, 128, 128), dtype=bool)
-    clear[0, 1, 4:9, 118:124] = clear[1, 0, 60:64, 70:75] = False  # a small cloud near an edge, one inside
-    sizes: list[tuple[int, ...]] = []
-
-    def combine(batch: np.ndarray) -> np.ndarray:
-        sizes.append(batch.shape[1:4])
-        return model.combine(batch)
-
-    patched, used = combine_clear(combine, features, clear, N_CLASSES, 1, patch_size=model.patch_size)
-    whole, whole_used = combine_clear(model.combine, features, clear, N_CLASSES, 1)
-    assert (2, 64, 64) in sizes and set(sizes) <= {(2, 64, 64), (3, 128, 128)}
-    np.testing.assert_array_equal(used, whole_used)
-    np.testing.assert_allclose(patched, whole, atol=1e-5)
-    with pytest.raises(ValueError, match="square"):
-        model.combine(features[:, :, :64])
-
-
 def test_combinations_are_split_into_passes_only_beyond_the_buffer_budget() -> None:
     from helpers.predict.classification import group_combinations
 
     assert group_combinations([0, 1, 2, 3, 4, 5], 100, budget=1000) == [[0, 1, 2, 3, 4, 5]]
     assert group_combinations([0, 1, 2, 3, 4, 5], 400, budget=1000) == [[0, 1], [2, 3], [4, 5]]
     assert group_combinations([3, 5], 5000, budget=1000) == [[3], [5]]
-
-
-def test_tensorflows_expected_retracing_warning_is_dropped_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
-    import logging
-
-    from helpers.predict.classification import _quiet_expected_retracing
-
-    _quiet_expected_retracing()
-    _quiet_expected_retracing()  # once is enough
-    logger = logging.getLogger("tensorflow")
-    with caplog.at_level(logging.WARNING, logger="tensorflow"):
-        logger.warning("5 out of the last 5 calls to <f> triggered tf.function retracing.")
-        logger.warning("another warning")
-    assert [r.getMessage() for r in caplog.records] == ["another warning"]
-    assert sum(type(f).__name__ == "_ExpectedRetracing" for f in logger.filters) == 1

@@ -31,13 +31,13 @@ def keras_models() -> dict[str, list]:
     return {"fcn": fcns, "lstm": sequences}
 
 
-def window_models(models: list, window: int, offset: float = 0.0) -> list[WindowModel]:
+def window_models(models: list, window: int, offset: float = 0.0, masking: str = "recurrent") -> list[WindowModel]:
     """The production window models of Keras models, each member with its own standardisation."""
-    from helpers.predict.classification import keras_window_model
+    from helpers.predict.keras_windows import keras_window_model
     from helpers.train.normalisation import Normaliser
 
     return [keras_window_model(m, window, Normaliser.from_values([100.0 + offset * i] * N_BANDS,
-                                                                 [60.0 + offset * i] * N_BANDS))
+                                                                 [60.0 + offset * i] * N_BANDS), masking)
             for i, m in enumerate(models)]
 
 
@@ -111,6 +111,24 @@ def blob_masks(folder: Path, dates: int) -> list[Path]:
 
 
 @pytest.mark.parametrize("mode", ["faithful", "fast"])
+@pytest.mark.parametrize("members", [1, 2])
+def test_fused_sequence_model_with_recurrent_masking_gives_the_host_paths_maps(tmp_path: Path, keras_models: dict,
+                                                                              mode: str, members: int) -> None:
+    stacks, _, _ = make_stacks(tmp_path, dates=3)
+    masks = blob_masks(tmp_path, 3)
+    window, margin = window_geometry(mode, shape=SHAPE)
+    models = window_models(keras_models["lstm"][:members], window, offset=5.0)
+    assert can_fuse(models, masked=True)
+    for min_clear in (1, 3):
+        fused, host = both_paths(stacks, models, window, margin, masks, min_clear)
+        assert_same_maps(fused, host)
+        assert (host[3][:, host[4]] < 3).any()  # some pixels used fewer dates: the masks mattered
+        assert ((host[3] == 0) == (host[1] == 0)).all()  # not classified: class 0, and only there
+    assert not any(isinstance(f, HostBatches) for f in pass_batches.pass_batches(
+        models, COMBINATIONS, 3, N_BANDS, N_CLASSES, window, margin, masked=True).functions())
+
+
+@pytest.mark.parametrize("mode", ["faithful", "fast"])
 def test_masked_sequence_model_takes_the_fused_call_for_clear_windows(tmp_path: Path, keras_models: dict,
                                                                      mode: str, monkeypatch: pytest.MonkeyPatch
                                                                      ) -> None:
@@ -119,7 +137,7 @@ def test_masked_sequence_model_takes_the_fused_call_for_clear_windows(tmp_path: 
     stacks, _, _ = make_stacks(tmp_path, dates=3)
     masks = blob_masks(tmp_path, 3)
     window, margin = window_geometry(mode, shape=SHAPE)
-    models = window_models(keras_models["lstm"], window, offset=5.0)
+    models = window_models(keras_models["lstm"], window, offset=5.0, masking="per_pattern")
     routed = pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, window, margin, masked=True)
     assert routed.routed and isinstance(routed.core_clear, window_module.AllDatesClear)
     clear_windows = []
@@ -133,16 +151,19 @@ def test_masked_sequence_model_takes_the_fused_call_for_clear_windows(tmp_path: 
 
 
 def test_clear_windows_are_not_routed_when_a_combination_has_too_few_dates(keras_models: dict) -> None:
-    models = window_models(keras_models["lstm"][:1], 32)
+    models = window_models(keras_models["lstm"][:1], 32, masking="per_pattern")
     assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, True, 3).routed
     assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, True, 1, False).routed
     assert not pass_batches.pass_batches(models, COMBINATIONS, 3, N_BANDS, N_CLASSES, 32, 8, False).routed
 
 
-def test_only_keras_models_without_masked_sequences_are_fused(keras_models: dict) -> None:
-    fcn, lstm = window_models(keras_models["fcn"][:1], 32) + window_models(keras_models["lstm"][:1], 32)
+def test_only_keras_models_without_sequences_masked_per_pattern_are_fused(keras_models: dict) -> None:
+    fcn, lstm = window_models(keras_models["fcn"][:1], 32) + window_models(keras_models["lstm"][:1], 32, 0.0,
+                                                                           "per_pattern")
+    recurrent = window_models(keras_models["lstm"][:1], 32)[0]
     plain = WindowModel.fcn(lambda batch: batch, fcn.normaliser)
     assert can_fuse([fcn, lstm], masked=False) and can_fuse([fcn], masked=True)
+    assert can_fuse([fcn, recurrent], masked=True)
     assert not can_fuse([lstm], masked=True) and not can_fuse([fcn, plain], masked=False)
     with pytest.raises(ValueError, match="only Keras models"):
         fused_batches([lstm], COMBINATIONS, 3, 32, N_BANDS, masked=True)
