@@ -18,7 +18,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from scene_stacks import IDENTITY, collect_blocks, make_stacks
+from scene_stacks import IDENTITY, SHAPE, collect_blocks, make_stacks, write_cloud_mask
 from training_helpers import TINY, assert_one_line_error
 
 from helpers.core.config import Config
@@ -43,10 +43,10 @@ from helpers.train.normalisation import Normaliser
 from scene_stacks import collect_blocks
 
 
-def scene_pass(model, stacks, window, margin):
+def scene_pass(model, stacks, window, margin, masks=None):
     normaliser = Normaliser.from_values([0.0] * 13, [1.0] * 13)
     blocks = predict_scene([keras_window_model(model, window, normaliser)], stacks, [list(range(len(stacks)))], 13,
-                           int(model.outputs[0].shape[-1]), window, margin)
+                           int(model.outputs[0].shape[-1]), window, margin, cloud_masks=masks)
     return collect_blocks(blocks)[0]
 """
 
@@ -67,9 +67,10 @@ def under_jax() -> RunUnderJax:
     return run
 
 
-def _scene_pass(model: keras.Model, stacks: list[Path], window: int, margin: int) -> np.ndarray:
+def _scene_pass(model: keras.Model, stacks: list[Path], window: int, margin: int,
+                masks: list[Path] | None = None) -> np.ndarray:
     blocks = predict_scene([keras_window_model(model, window, IDENTITY)], stacks, [list(range(len(stacks)))], 13,
-                           models.model_classes(model), window, margin)
+                           models.model_classes(model), window, margin, cloud_masks=masks)
     return collect_blocks(blocks)[0]
 
 
@@ -139,3 +140,28 @@ def test_tf_distribute_strategies_are_refused_under_jax(area: Config, under_jax:
                              "mirrored"], capture_output=True, text=True, env={**os.environ, "KERAS_BACKEND": "jax"},
                             timeout=600)
     assert_one_line_error(result, "--strategy mirrored", "KERAS_BACKEND=tensorflow")
+
+
+def test_a_sequence_model_with_cloud_masks_classifies_under_jax_as_under_tensorflow(tmp_path: Path,
+                                                                                  under_jax: RunUnderJax) -> None:
+    keras.utils.set_random_seed(9)
+    sequence = models.build_fcn_lstm(models.build_unet(n_bands=13, n_classes=5, width=0.0625), timesteps=3,
+                                     tile_size=TILE)
+    sequence.save(tmp_path / "sequence.keras")
+    stacks, _, _ = make_stacks(tmp_path / "stacks", dates=3)
+    masks = []
+    for date in range(3):  # a cloud and its shadow on two of the dates
+        mask = np.zeros(SHAPE, dtype=np.uint8)
+        mask[10 + 30 * date: 30 + 30 * date, 20: 50] = 1 if date else 0
+        mask[30 + 30 * date: 36 + 30 * date, 20: 50] = 2 if date else 0
+        masks.append(write_cloud_mask(tmp_path / f"mask_{date}.tif", mask))
+    code = _SCENE_PASS + f"""
+from helpers.train.models import load_model
+model = load_model({str(tmp_path / "sequence.keras")!r})
+np.save({str(tmp_path / "jax.npy")!r}, scene_pass(model, {[str(s) for s in stacks]!r}, 64, 16,
+                                                  {[str(m) for m in masks]!r}))
+"""
+    under_jax(code)
+    ours = _scene_pass(sequence, stacks, 64, 16, masks)
+    np.testing.assert_allclose(np.load(tmp_path / "jax.npy"), ours, atol=1e-5)
+    assert not np.allclose(ours, _scene_pass(sequence, stacks, 64, 16))  # the masks changed the maps

@@ -109,6 +109,9 @@ def test_classify_writes_georeferenced_maps_and_previews(area: Path) -> None:
     summary = json.loads((folder / f"{MODEL}_classification.json").read_text())
     assert summary["combinations"]["1"]["dates"] == list(DATES)
     assert summary["combinations"]["1"]["mode"] == "faithful" and summary["combinations"]["1"]["window"] == 32
+    assert "sequence_masking" not in summary["combinations"]["1"]  # an FCN: the masked mean, no method to name
+    with rasterio.open(stem.with_name(stem.name + "_class.tif")) as src:
+        assert src.tags()["CLOUD_MASKING"] == "on" and "SEQUENCE_MASKING" not in src.tags()
 
 
 def test_fast_mode_reports_agreement_with_faithful(area: Path) -> None:

@@ -377,6 +377,8 @@ def classify_model(
             for k in group:
                 tags = {"MODEL": name, "MODE": mode, "DATES": ",".join(sorted(combinations[k])),
                         "CLOUD_MASKING": "on" if masking else "off"}
+                if masking and loaded.sequence:
+                    tags["SEQUENCE_MASKING"] = config.clouds.sequence_masking
                 writers[k] = [
                     outputs.enter_context(create_cog(files[k]["probabilities"], shape, n_classes, "float32", grid,
                                                      descriptions, tags)),
@@ -406,6 +408,8 @@ def classify_model(
             label = f"combination {k}" if period is None else f"period {period.upper()} combination {k}"
             line = f"{label} ({', '.join(dates)}): {mode} {share:.1f} s ({result.pixels / share:,.0f} px/s)"
             entry["cloud_masking"] = masking
+            if masking and loaded.sequence:
+                entry["sequence_masking"] = config.clouds.sequence_masking
             if masking:
                 entry["clear_dates"] = clear_counts[k].as_dict()
                 line += f"; {clear_counts[k].line()}"

@@ -6,13 +6,15 @@ default), the scene pass combines, for every pixel, only the dates of the combin
 clear there:
 
 * an FCN (and a monotemporal forest) averages its softmax over the clear dates;
-* a sequence model gets the sequence of the clear dates, in chronological order: its ConvLSTM
-  head runs on every window once per pattern of clear dates found in it, over the whole window
-  (so that the neighbours of a pixel are seen on the same dates), the windows and patterns with
-  as many clear dates together in one call; where the caller allows it, a pattern that fills a
-  small part of a window runs only on fixed square patches around its pixels (``patch_size``:
-  one patch shape per sequence length, so one traced head each), and only for the pixels the
-  caller keeps (``keep``);
+* a sequence model gets the clear dates of each pixel, in chronological order. By default its
+  ConvLSTM head runs once, stepping over each pixel's clear dates
+  (:mod:`helpers.predict.masked_recurrence`, ``[clouds] sequence_masking = "recurrent"``). With
+  ``"per_pattern"`` the head runs on every window once per pattern of clear dates found in it,
+  over the whole window (so that the neighbours of a pixel are seen on the same dates), the
+  windows and patterns with as many clear dates together in one call; where the caller allows
+  it, a pattern that fills a small part of a window runs only on fixed square patches around
+  its pixels (``patch_size``: one patch shape per sequence length, so one traced head each),
+  and only for the pixels the caller keeps (``keep``);
 * a model that takes a fixed number of dates (a multitemporal forest) classifies only pixels
   clear on every date;
 * a pixel with fewer clear dates than ``[clouds] min_clear_dates`` is *not classified*: class 0,

@@ -4,7 +4,10 @@ A pass (:func:`helpers.predict.sliding_windows.predict_scene`) queues its window
 the scene edges or not (only the core of the others comes back), and with cloud masks, clear
 wherever they are written or not. Each kind gets a batch function here: a fused call of the
 models and their post-processing (:mod:`helpers.predict.device_batches`) where the models allow
-it, else the model parts on the host (:class:`helpers.predict.window_models.HostBatches`).
+it, else the model parts on the host (:class:`helpers.predict.window_models.HostBatches`). A
+sequence model masked per pattern (``[clouds] sequence_masking = "per_pattern"``) is the one
+Keras model whose masked batches run on the host: its windows clear wherever they are written
+are routed to the fused call without masks.
 """
 
 from __future__ import annotations
@@ -81,8 +84,8 @@ def pass_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence[
 
     Windows away from the scene edges need only their core: it is cut off on the device (fused)
     or before the argmax (host), and with masks the host runs a sequence model's head only for
-    the patterns found in the core. With masks, a sequence model's windows that are clear
-    wherever they are written take the fused call without masks (:class:`AllDatesClear`).
+    the patterns found in the core. With masks, the windows of a sequence model masked per pattern
+    that are clear wherever they are written take the fused call without masks (:class:`AllDatesClear`).
     """
     def function(crop: int, with_masks: bool, fuse: bool | None) -> BatchFn:
         return batch_function(models, combinations, n_dates, n_bands, n_classes, window, with_masks,

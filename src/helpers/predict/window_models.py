@@ -235,7 +235,7 @@ class HostBatches:
 class AllDatesClear:
     """The call without masks, for windows clear on every date wherever they are written.
 
-    With cloud masks a sequence model's head runs once per pattern of clear dates in a window,
+    A sequence model masked per pattern runs its head once per pattern of clear dates in a window,
     on the host. Where the written part of a window is clear on every date, each of its kept
     pixels has the pattern of all dates, and the head sees the whole window on all dates: the
     maps of the pass without masks. Such windows (most of a scene) go through that call, fused

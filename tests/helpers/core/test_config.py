@@ -129,6 +129,8 @@ def test_gt_values_are_normalised(write_config: WriteConfig) -> None:
     ({"normalisation.mean": [1.0, 2.0]}, "normalisation.mean", "expected 13 numbers"),
     ({"normalisation.mean": "compute"}, "normalisation", "both mean and std"),
     ({"normalisation.std": [0.0] * 13}, "normalisation.std", "must be positive"),
+    ({"clouds.sequence_masking": "exact"}, "clouds.sequence_masking", "'exact' is not a method"),
+    ({"clouds.min_clear_dates": 0}, "clouds.min_clear_dates", "at least 1"),
 ])
 def test_bad_value_names_the_key(write_config: WriteConfig, changes: dict[str, Any], key: str, reason: str) -> None:
     path = write_config(changes)

@@ -86,6 +86,25 @@ def test_fixed_dates_classifies_only_pixels_clear_on_every_date() -> None:
     assert not scores[0, 0, 0].any() and scores[0, 1, 1].sum() == pytest.approx(1.0)
 
 
+def test_a_masked_combination_is_called_once_and_its_unclassified_pixels_cleared() -> None:
+    features = np.ones((2, 3, 4, 4, 3), dtype=np.float32)
+    clear = np.ones((2, 3, 4, 4), dtype=bool)
+    clear[0, :2, 0, 0] = False  # one clear date left: not enough for min_clear 2
+    calls = []
+
+    def masked(batch: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        calls.append(masks.copy())
+        return np.full((*batch.shape[:1], 4, 4, 3), 1 / 3, np.float32)
+
+    def per_pattern(batch: np.ndarray) -> np.ndarray:
+        raise AssertionError("the per-pattern combination is not used")
+
+    scores, used = combine_clear(per_pattern, features, clear, 3, min_clear=2, masked=masked, patch_size=2)
+    assert len(calls) == 1 and np.array_equal(calls[0], clear)
+    assert used[0, 0, 0] == 0 and not scores[0, 0, 0].any() and (used.ravel()[1:] >= 2).all()
+    np.testing.assert_allclose(scores.sum(axis=-1)[used > 0], 1.0)
+
+
 def _box(images: np.ndarray) -> np.ndarray:
     """3x3 sum over the rows and columns of ``(n, rows, cols, channels)``, zero padded ('same')."""
     padded = np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)))
