@@ -58,6 +58,7 @@ def masked_head_for(head: Any) -> Callable[[int], Any]:
 
         def call(self, features: Any, clear: Any) -> Any:
             steps = features.shape[1]
+            features = ops.cast(features, forward.cell.compute_dtype)  # the cells' precision (mixed or not)
             none = ops.zeros_like(features[:, 0, :, :, :1])
             last = []
             for cell, order in zip(self.cells, (range(steps), reversed(range(steps))), strict=True):
@@ -65,12 +66,12 @@ def masked_head_for(head: Any) -> Callable[[int], Any]:
                 hidden = cell_state = state
                 for step in order:
                     here = ops.expand_dims(clear[:, step], -1)
-                    inputs = ops.where(here, features[:, step], 0.0)
-                    new_hidden, (_, new_cell_state) = cell.call(inputs, [hidden, cell_state])
+                    inputs = ops.where(here, features[:, step], ops.zeros_like(features[:, step]))
+                    new_hidden, (_, new_cell_state) = cell(inputs, [hidden, cell_state])
                     hidden = ops.where(here, new_hidden, hidden)
                     cell_state = ops.where(here, new_cell_state, cell_state)
                 last.append(hidden)
-            return (last[0] + last[1]) / 2.0
+            return ops.cast((last[0] + last[1]) / 2.0, head.compute_dtype)
 
     models: dict[int, Any] = {}
 

@@ -208,9 +208,10 @@ def test_fused_pass_in_mixed_precision_gives_the_host_paths_maps(tmp_path: Path,
     try:
         for name in ("fcn", "lstm"):
             loaded = model_builders.load_model(tmp_path / f"{name}.keras")  # rebuilt in bfloat16
-            fused, host = both_paths(stacks, window_models([loaded], window), window, margin)
-            np.testing.assert_allclose(fused[0], host[0], atol=1e-6, err_msg=name)
-            np.testing.assert_array_equal(fused[1], host[1], err_msg=name)
-            assert fused[0].dtype == np.float32
+            for masks in (None, blob_masks(tmp_path, 3)):  # with masks: the masked mean, the masked ConvLSTM
+                fused, host = both_paths(stacks, window_models([loaded], window), window, margin, masks)
+                np.testing.assert_allclose(fused[0], host[0], atol=1e-6, err_msg=name)
+                np.testing.assert_array_equal(fused[1], host[1], err_msg=name)
+                assert fused[0].dtype == np.float32
     finally:
         model_builders.set_precision("float32")
