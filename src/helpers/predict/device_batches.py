@@ -74,6 +74,10 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
 
     raw = keras.Input(shape=(n_dates, window, window, n_bands), dtype="uint16", name="raw_windows")
     clear = keras.Input(shape=(n_dates, window, window), dtype="bool", name="clear_dates") if masked else None
+    combination_clear, used = [], []  # per combination: its clear masks and each pixel's dates used (once)
+    if clear is not None:
+        combination_clear = [ops.take(clear, list(combo), axis=1) for combo in combinations]
+        used = [_dates_used(ops, mask, min_clear_dates) for mask in combination_clear]
     totals = None
     for member, model in enumerate(models):
         parts = model.keras
@@ -83,20 +87,19 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
             ops.reshape(inputs, (-1, window, window, n_bands)))
         features = ops.reshape(features, (-1, n_dates, window, window, features.shape[-1]))
         maps = []
-        for combo in combinations:
+        for k, combo in enumerate(combinations):
             dates = ops.take(features, list(combo), axis=1)
-            name = f"member_{member}_combination_{len(maps)}_head"
+            name = f"member_{member}_combination_{k}_head"
             if parts.head_for is not None and clear is not None:
-                combo_clear = ops.take(clear, list(combo), axis=1)
-                scores = _renormalised(ops, _member_part(parts.masked_head_for(len(combo)), name)([dates, combo_clear]))
-                used = _dates_used(ops, combo_clear, min_clear_dates)
-                maps.append(ops.where(ops.expand_dims(used > 0, -1), scores, 0.0))
+                head = _member_part(parts.masked_head_for(len(combo)), name)
+                scores = _renormalised(ops, head([dates, combination_clear[k]]))
+                maps.append(ops.where(ops.expand_dims(used[k] > 0, -1), scores, 0.0))
             elif parts.head_for is not None:
                 maps.append(_renormalised(ops, _member_part(parts.head_for(len(combo)), name)(dates)))
             elif clear is None:
                 maps.append(ops.mean(dates, axis=1))
             else:
-                maps.append(_clear_mean(ops, dates, ops.take(clear, list(combo), axis=1), min_clear_dates))
+                maps.append(_clear_mean(ops, dates, combination_clear[k], used[k]))
         stacked = ops.stack(maps, axis=0)  # (combinations, n, w, w, classes)
         totals = stacked if totals is None else totals + stacked
     if len(models) > 1:
@@ -106,8 +109,7 @@ def fused_batches(models: Sequence[WindowModel], combinations: Sequence[Sequence
     outputs = [ops.transpose(totals, (0, 1, 4, 2, 3)), ops.cast(ops.argmax(totals, axis=-1) + 1, "uint8"),
                ops.max(totals, axis=-1)]
     if clear is not None:
-        outputs.append(ops.stack([_dates_used(ops, ops.take(clear, list(c), axis=1), min_clear_dates)
-                                  for c in combinations], axis=0)[:, :, kept, kept])
+        outputs.append(ops.stack(used, axis=0)[:, :, kept, kept])
     fused = keras.Model([raw] if clear is None else [raw, clear], outputs, name="scene_batch")
     return FusedBatches(fused, masked, crop)
 
@@ -139,9 +141,9 @@ def _dates_used(ops: Any, clear: Any, min_clear: int) -> Any:
     return ops.cast(ops.where(counts >= max(1, min_clear), counts, 0), "uint8")
 
 
-def _clear_mean(ops: Any, scores: Any, clear: Any, min_clear: int) -> Any:
-    """The mean of per-date scores over each pixel's clear dates (0 where not classified)."""
-    used = ops.cast(_dates_used(ops, clear, min_clear), "float32")
+def _clear_mean(ops: Any, scores: Any, clear: Any, used: Any) -> Any:
+    """The mean of per-date scores over each pixel's clear dates (0 where not classified, ``used`` 0)."""
+    used = ops.cast(used, "float32")
     total = ops.sum(scores * ops.expand_dims(ops.cast(clear, "float32"), -1), axis=1)
     mean = total / ops.expand_dims(ops.maximum(used, 1.0), -1)
     return ops.where(ops.expand_dims(used > 0, -1), mean, 0.0)

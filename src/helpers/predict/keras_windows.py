@@ -99,7 +99,7 @@ def keras_window_model(model: Any, window: int, normaliser: Normaliser,
         _quiet_expected_retracing()
         return WindowModel(_keras_predict(logits), combine, normaliser, keras=KerasParts(logits, head_for),
                            patch_size=HEAD_PATCH_SIZE if window > HEAD_PATCH_SIZE else 0)
-    masked_head = masked_head_for(head_for(1).get_layer(LSTM_LAYER))
+    masked_head = masked_head_for(head_for(1).get_layer(LSTM_LAYER))  # cells built at the window size
 
     def combine_masked(features: np.ndarray, clear: np.ndarray) -> np.ndarray:
         return renormalised(masked_head(features.shape[1]).predict_on_batch([features, clear]))

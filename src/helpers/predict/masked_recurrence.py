@@ -34,7 +34,8 @@ def masked_head_for(head: Any) -> Callable[[int], Any]:
 
     Returns:
         ``masked_head(t)``: a Keras model ``[features (n, t, rows, cols, channels), clear bool
-        (n, t, rows, cols)] -> (n, rows, cols, filters)``, built once per ``t``, any size.
+        (n, t, rows, cols)] -> (n, rows, cols, filters)``, built once per ``t``, for inputs of
+        the size ``head`` was built at (its cells are called through Keras, which checks that).
 
     Raises:
         ValueError: If ``head`` is not such a layer.
